@@ -74,8 +74,8 @@ class ViewEpochCallback(TrainerCallback):
     """Tells a seeded view transform the epoch, so each epoch draws new views of every row.
 
     Views are seeded per ``(seed, epoch, row)`` (see ``ViewTransform``); the epoch is set at each
-    epoch's start, before the Trainer creates that epoch's data iterator (DataLoader workers get a
-    copy then; with ``dataloader_persistent_workers`` they would keep the first epoch's).
+    epoch's start, before the Trainer creates that epoch's data iterator. The transform keeps it
+    in shared memory, so ``dataloader_persistent_workers`` see each new epoch too.
     """
 
     def __init__(self, views):

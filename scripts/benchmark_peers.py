@@ -10,7 +10,9 @@ momentum utilities), the way its examples write a training loop.
   sizes, scales and probabilities, both reading the same ``datasets.Dataset`` through a
   ``DataLoader`` with the same number of workers.
 - Training side: optimizer steps per second and peak memory of our BYOL / MoCo v3 / SimSiam /
-  MULAN models against lightly's equivalent loops, fed the very same view tensors.
+  MULAN models against lightly's equivalent loops, fed the very same view tensors. Ours run the
+  last ViT block for the CLS token only (``modeling/common/vit_readout.py``: the same features
+  and gradients as timm's full forward, which lightly runs).
 
 Timings on a shared machine are noisy, so the two libraries are interleaved within one process
 (alternating which goes first), each measurement is repeated ``--rounds`` times and the fastest

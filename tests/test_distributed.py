@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -33,12 +32,6 @@ ATOL = 1e-5
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason="torch.distributed with the gloo backend is not available in this torch build")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def two_process_results(tmp_path_factory):
     """``[rank0, rank1]`` results of every case, from one ``torch.multiprocessing.spawn``."""
@@ -46,7 +39,9 @@ def two_process_results(tmp_path_factory):
     old = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the spawned workers at start-up
     try:
-        torch.multiprocessing.spawn(workers.worker, args=(WORLD_SIZE, f"tcp://127.0.0.1:{_free_port()}", str(out_dir)), nprocs=WORLD_SIZE, join=True)
+        # A file rendezvous: no port to race other processes for.
+        rendezvous = f"file://{out_dir / 'rendezvous'}"
+        torch.multiprocessing.spawn(workers.worker, args=(WORLD_SIZE, rendezvous, str(out_dir)), nprocs=WORLD_SIZE, join=True)
     finally:
         if old is None:
             os.environ.pop("OMP_NUM_THREADS", None)
@@ -150,7 +145,7 @@ def test_mulan_mocov3__mean_of_rank_losses_equals_single_process_loss(two_proces
 def test_run_pretrain__torchrun_two_processes_exports_backbone_once(tmp_path):
     out = tmp_path / "out"
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",  # torchrun picks a free port itself
         str(REPO / "scripts" / "run_pretrain.py"),
         "--method", "mocov3",
         "--backbone_kwargs", json.dumps({"img_size": 32, "patch_size": 8, "depth": 1, "embed_dim": 48, "num_heads": 3}),

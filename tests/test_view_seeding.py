@@ -54,3 +54,26 @@ def test_aps_views__seeded_batches_repeat_exactly():
     a = transform(dataset.select([0, 1]).to_dict())
     b = transform(dataset.select([0, 1]).to_dict())
     assert torch.equal(a["token_indices_1"][0], b["token_indices_1"][0]) and torch.equal(a["pixel_values_2"][1], b["pixel_values_2"][1])
+
+
+def test_views__persistent_dataloader_workers_see_each_new_epoch():
+    """The epoch lives in shared memory: a worker started in epoch 0 makes epoch 1's views."""
+    from torch.utils.data import DataLoader
+
+    from hf_sslviews.collator import ViewCollator
+
+    dataset = prepare_for_views(random_image_dataset(4, size=20))
+    transform = two_view_transform(size=16)
+    transform.seed = 7
+    loader = DataLoader(dataset.with_transform(transform), batch_size=4, num_workers=1, persistent_workers=True, collate_fn=ViewCollator())
+    expected = {}
+    for epoch in (0, 1, 2):
+        transform.epoch = epoch
+        expected[epoch] = torch.stack(_views(transform, dataset, [0, 1, 2, 3]))
+    seen = {}
+    for epoch in (0, 1, 2):
+        transform.epoch = epoch  # what ViewEpochCallback does at each epoch's start
+        seen[epoch] = next(iter(loader))["pixel_values_1"]
+    for epoch in (0, 1, 2):
+        assert torch.equal(seen[epoch], expected[epoch]), epoch
+    assert not torch.equal(seen[0], seen[1])

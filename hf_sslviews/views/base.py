@@ -189,10 +189,27 @@ class ViewTransform:
 
     output_keys: tuple[str, ...] = ()
     seed: Optional[int] = None
-    epoch: int = 0
 
     def __init__(self, image_column: str = "image"):
         self.image_column = image_column
+        self._shared_epoch()
+
+    def _shared_epoch(self) -> torch.Tensor:
+        # A 0-d tensor in shared memory: DataLoader workers, persistent ones included, map the
+        # same page, so an epoch set here after they started still reaches them.
+        shared = self.__dict__.get("_epoch")
+        if shared is None:
+            shared = self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        return shared
+
+    @property
+    def epoch(self) -> int:
+        """The epoch in the view seed; set by :class:`~hf_sslviews.callbacks.ViewEpochCallback`."""
+        return int(self._shared_epoch().item())
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self._shared_epoch().fill_(int(value))
 
     @contextlib.contextmanager
     def seeded(self, batch: Mapping[str, list], rows: Sequence[int]) -> Iterator[None]:
