@@ -98,3 +98,14 @@ def test_cls_readout__not_used_where_other_tokens_are_read(name, kwargs):
     with torch.no_grad():
         expected = backbone.model.forward_head(backbone.model.forward_features(x), pre_logits=True)
         torch.testing.assert_close(backbone(x), expected)
+
+
+def test_cls_only_block__equals_the_cls_row_of_a_block_with_scale_norms():
+    from timm.models.vision_transformer import Block
+
+    from hf_sslviews.modeling.common.vit_readout import cls_only_block
+
+    torch.manual_seed(0)
+    block = Block(48, 3, qkv_bias=True, scale_attn_norm=True, scale_mlp_norm=True, init_values=0.5).double()
+    x = torch.randn(2, 9, 48, dtype=torch.double)
+    torch.testing.assert_close(cls_only_block(block, x), block(x)[:, :1], rtol=1e-10, atol=1e-10)

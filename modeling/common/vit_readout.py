@@ -22,8 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from timm.layers import GluMlp, Mlp, SwiGLU
-from timm.layers.attention import Attention
-from timm.models.vision_transformer import Block
+from timm.models.vision_transformer import Attention, Block
 from torch import nn
 
 # Token-wise MLPs: each output row depends only on its own input row.
@@ -63,7 +62,9 @@ def cls_only_block(block: Block, x: torch.Tensor) -> torch.Tensor:
     k = attn.k_norm(k)
     dropout = attn.attn_drop.p if attn.training else 0.0
     out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=attn.scale)
-    out = attn.proj_drop(attn.proj(attn.norm(out.transpose(1, 2).reshape(batch, 1, width))))
+    out = out.transpose(1, 2).reshape(batch, 1, width)
+    scale_norm = getattr(attn, "norm", None)  # timm versions before scale_norm have none
+    out = attn.proj_drop(attn.proj(out if scale_norm is None else scale_norm(out)))
     cls = x[:, :1] + block.drop_path1(block.ls1(out))
     return cls + block.drop_path2(block.ls2(block.mlp(block.norm2(cls))))
 
