@@ -28,7 +28,7 @@ CASES = {
 }
 
 
-def _run(method, tmp_path, max_steps, resume=None):
+def _run(method, tmp_path, max_steps, resume=None, **extra_args):
     recipe = hf_sslviews.get_recipe(method)
     config_fields, view_kwargs, chunks = CASES[method]
     torch.manual_seed(0)
@@ -37,7 +37,7 @@ def _run(method, tmp_path, max_steps, resume=None):
     args = SSLTrainingArguments(
         output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, max_steps=max_steps, learning_rate=1e-3,
         lr_scheduler_type="cosine", warmup_steps=2, logging_steps=1, save_steps=3, report_to="none", use_cpu=True,
-        seed=0, data_seed=0, aps_chunks_per_batch=chunks, dataloader_drop_last=True,
+        seed=0, data_seed=0, aps_chunks_per_batch=chunks, dataloader_drop_last=True, **extra_args,
     )
     trainer = SSLTrainer(model=model, args=args, train_dataset=dataset, data_collator=ViewCollator())
     trainer.train(resume_from_checkpoint=resume)
@@ -66,3 +66,16 @@ def test_final_save__only_safetensors_and_json(tmp_path):
     names = {path.name for path in (tmp_path / "final").iterdir()}
     assert "training_args.json" in names and "model.safetensors" in names
     assert all(name.endswith((".json", ".safetensors")) for name in names), names
+
+
+def test_persistent_workers__every_epoch_gets_its_own_views(tmp_path):
+    """A persistent DataLoader worker makes the same views as the main process, epoch after epoch.
+
+    24 images in batches of 4: 6 steps per epoch, so steps 7-12 are epoch 1. Had the worker kept
+    epoch 0 (its copy of the transform at start-up), the second epoch's losses would differ.
+    """
+    _, in_process = _run("mocov3", tmp_path / "main", max_steps=12)
+    _, persistent = _run("mocov3", tmp_path / "workers", max_steps=12, dataloader_num_workers=1, dataloader_persistent_workers=True)
+    assert set(range(1, 13)) <= set(persistent)
+    for step in range(1, 13):
+        assert persistent[step] == pytest.approx(in_process[step], rel=1e-5, abs=1e-6), (step, persistent, in_process)
