@@ -8,10 +8,12 @@ regression on frozen features). Beside them: raw-pixel kNN with the same protoco
 architecture at random initialisation, the floors every SSL result must clear.
 
     python scripts/benchmark_quality.py --suite cpu        # minutes per method on 2 cores, a subset
+    python scripts/benchmark_quality.py --suite cpu --seeds 1 2 --add_to_existing   # more seeds
     python scripts/benchmark_quality.py --suite gpu        # full 60k / 10k, longer schedule (GPU)
 
-Writes ``benchmarks/results/quality_<suite>.json``, ``quality_<suite>.md`` (the README table) and
-``quality_<suite>.png`` (kNN top-1 against training time per method).
+Writes ``benchmarks/results/quality_<suite>.json`` (every run, and per method the mean and sample
+standard deviation over seeds), ``quality_<suite>.md`` (the README table) and
+``quality_<suite>.png`` (kNN top-1 against training time per method, with the seed spread).
 """
 
 from __future__ import annotations
@@ -73,6 +75,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="override the suite's data epochs")
     parser.add_argument("--work_dir", default="/tmp/hf_sslviews_quality", help="where runs and logs go (not committed)")
     parser.add_argument("--skip_linear_probe", action="store_true")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="one run per seed; the table shows mean and standard deviation")
+    parser.add_argument("--add_to_existing", action="store_true", help="keep the (method, seed) runs already in quality_<suite>.json that this call does not redo")
     args = parser.parse_args()
 
     suite = SUITES[args.suite]
@@ -85,20 +89,28 @@ def main() -> None:
     if suite["test_samples"]:
         limits += ["--knn_max_test_samples", str(suite["test_samples"])]
 
+    results_dir = REPO / "benchmarks" / "results"
     rows = []
-    for method in args.methods:
-        out = work / method
+    if args.add_to_existing:
+        existing = json.loads((results_dir / f"quality_{args.suite}.json").read_text())
+        if existing["data_epochs"] != epochs:
+            raise SystemExit(f"the existing report ran {existing['data_epochs']} epochs, this call {epochs}: they cannot share a table")
+        redo = {(method, seed) for method in args.methods for seed in args.seeds}
+        rows = [row for row in existing["results"] if (row["method"], row.get("seed", 0)) not in redo]
+    for method, seed in [(method, seed) for method in args.methods for seed in args.seeds]:
+        out = work / f"{method}_seed{seed}"
         shutil.rmtree(out, ignore_errors=True)
         command = [
             sys.executable, "scripts/run_pretrain.py", "--preset", f"{method}_tiny", "--dataset_name", suite["dataset"],
             "--num_train_epochs", str(epochs), "--output_dir", str(out), "--save_strategy", "no",
-            "--report_to", "none", "--seed", "0", *limits, *suite["extra"],
+            "--report_to", "none", "--seed", str(seed), *limits, *suite["extra"],
         ]
         try:
-            seconds = run(command, work / f"{method}.log")
+            seconds = run(command, work / f"{method}_seed{seed}.log")
             results = json.loads((out / "results.json").read_text())
             row = {
                 "method": method,
+                "seed": seed,
                 "train_seconds": round(results["train"]["train_runtime"], 1),
                 "wall_seconds": round(seconds, 1),
                 "optimizer_steps": results["train"].get("total_steps") or None,
@@ -107,13 +119,16 @@ def main() -> None:
                 "random_init_knn_top1": results["knn"]["random_init"]["top1"],
             }
             if not args.skip_linear_probe:
-                for name, extra in (("linear", []), ("random_init_linear", ["--random_init", "True"])):
-                    probe_file = work / f"{method}_{name}.json"
-                    run([sys.executable, "scripts/run_linear_probe.py", "--model_name_or_path", str(out / "backbone"), "--dataset_name", suite["dataset"], "--output_file", str(probe_file), *extra], work / f"{method}_{name}.log")
+                # The random-init backbone does not depend on the pretraining seed: probe it once per method.
+                probed = any(r["method"] == method and r.get("random_init_linear_top1") is not None for r in rows)
+                probes = [("linear", [])] + ([] if probed else [("random_init_linear", ["--random_init", "True"])])
+                for name, extra in probes:
+                    probe_file = work / f"{method}_seed{seed}_{name}.json"
+                    run([sys.executable, "scripts/run_linear_probe.py", "--model_name_or_path", str(out / "backbone"), "--dataset_name", suite["dataset"], "--output_file", str(probe_file), *extra], work / f"{method}_seed{seed}_{name}.log")
                     probe = json.loads(probe_file.read_text())
                     row[f"{name}_top1"] = probe["linear_probe"]["top1"]
         except (RuntimeError, KeyError, FileNotFoundError) as error:
-            row = {"method": method, "error": str(error)}
+            row = {"method": method, "seed": seed, "error": str(error)}
         rows.append(row)
         print(json.dumps(row))
 
@@ -127,30 +142,63 @@ def main() -> None:
         "device": "cpu" if args.suite == "cpu" else "gpu",
         "machine": machine_info(),
         "floors": floors,
-        "results": rows,
+        "results": sorted(rows, key=lambda row: (METHODS.index(row["method"]), row.get("seed", 0))),
+        "summary": summarise(rows),
     }
-    results_dir = REPO / "benchmarks" / "results"
     write_report(report, results_dir / f"quality_{args.suite}.json")
     (results_dir / f"quality_{args.suite}.md").write_text(markdown_table(report))
     plot(report, results_dir / f"quality_{args.suite}.png")
     print(markdown_table(report))
 
 
-def markdown_table(report: dict) -> str:
-    pct = lambda value: "—" if value is None else f"{100 * value:.1f}"  # noqa: E731
-    lines = [
-        "| method | kNN top-1 | linear top-1 | train time (s) | random-init kNN | random-init linear |",
-        "|---|---|---|---|---|---|",
-    ]
-    for row in report["results"]:
-        if "error" in row:
-            lines.append(f"| {row['method']} | failed | | | | |")
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    spread = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+    return mean, spread
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Per method, over its seeds: mean and sample standard deviation of every score."""
+    summary = []
+    for method in METHODS:
+        runs = [row for row in rows if row["method"] == method and "error" not in row]
+        failed = sum(1 for row in rows if row["method"] == method and "error" in row)
+        if not runs:
+            if failed:
+                summary.append({"method": method, "seeds": [], "failed_runs": failed})
             continue
+        entry = {"method": method, "seeds": sorted(row.get("seed", 0) for row in runs), "failed_runs": failed}
+        for key in ("knn_top1", "linear_top1", "train_seconds", "random_init_knn_top1", "random_init_linear_top1"):
+            values = [row[key] for row in runs if row.get(key) is not None]
+            if values:
+                entry[key], entry[key + "_std"] = _mean_std(values)
+        summary.append(entry)
+    return summary
+
+
+def markdown_table(report: dict) -> str:
+    """Mean (and standard deviation over seeds, when there are several) per method."""
+
+    def pct(entry: dict, key: str) -> str:
+        if key not in entry:
+            return "—"
+        spread = f" ± {100 * entry[key + '_std']:.1f}" if len(entry["seeds"]) > 1 else ""
+        return f"{100 * entry[key]:.1f}{spread}"
+
+    lines = [
+        "| method | kNN top-1 | linear top-1 | seeds | train time (s) | random-init kNN | random-init linear |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for entry in report["summary"]:
+        if not entry["seeds"]:
+            lines.append(f"| {entry['method']} | failed | | | | | |")
+            continue
+        seeds = ", ".join(str(seed) for seed in entry["seeds"]) + (f" ({entry['failed_runs']} failed)" if entry["failed_runs"] else "")
         lines.append(
-            f"| {row['method']} | {pct(row['knn_top1'])} | {pct(row.get('linear_top1'))} | {row['train_seconds']:.0f} | "
-            f"{pct(row['random_init_knn_top1'])} | {pct(row.get('random_init_linear_top1'))} |"
+            f"| {entry['method']} | {pct(entry, 'knn_top1')} | {pct(entry, 'linear_top1')} | {seeds} | {entry['train_seconds']:.0f} | "
+            f"{100 * entry['random_init_knn_top1']:.1f} | {pct({**entry, 'seeds': [0]}, 'random_init_linear_top1')} |"
         )
-    lines.append(f"| raw pixels (floor) | {pct(report['floors']['raw_pixel_knn']['top1'])} | | | | |")
+    lines.append(f"| raw pixels (floor) | {100 * report['floors']['raw_pixel_knn']['top1']:.1f} | | | | | |")
     return "\n".join(lines) + "\n"
 
 
@@ -161,13 +209,14 @@ def plot(report: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(6, 4), dpi=100)
-    for row in report["results"]:
-        if "error" in row:
+    for entry in report["summary"]:
+        if not entry["seeds"]:
             continue
-        axis.scatter(row["train_seconds"], 100 * row["knn_top1"], s=40)
-        axis.annotate(row["method"], (row["train_seconds"], 100 * row["knn_top1"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        x, y, err = entry["train_seconds"], 100 * entry["knn_top1"], 100 * entry["knn_top1_std"]
+        axis.errorbar(x, y, yerr=err if len(entry["seeds"]) > 1 else None, fmt="o", markersize=6, capsize=3)
+        axis.annotate(entry["method"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     axis.axhline(100 * report["floors"]["raw_pixel_knn"]["top1"], color="gray", linestyle="--", linewidth=1, label="raw pixels (kNN)")
-    random_init = [row["random_init_knn_top1"] for row in report["results"] if "error" not in row]
+    random_init = [entry["random_init_knn_top1"] for entry in report["summary"] if entry["seeds"]]
     if random_init:
         axis.axhline(100 * sum(random_init) / len(random_init), color="red", linestyle=":", linewidth=1, label="random init (kNN, mean)")
     axis.set_xlabel("pretraining time (s)")
