@@ -92,11 +92,16 @@ def main() -> None:
     results_dir = REPO / "benchmarks" / "results"
     rows = []
     if args.add_to_existing:
-        existing = json.loads((results_dir / f"quality_{args.suite}.json").read_text())
+        existing_path = results_dir / f"quality_{args.suite}.json"
+        if not existing_path.exists():
+            raise SystemExit(f"--add_to_existing: {existing_path} does not exist; run without it first")
+        existing = json.loads(existing_path.read_text())
         if existing["data_epochs"] != epochs:
             raise SystemExit(f"the existing report ran {existing['data_epochs']} epochs, this call {epochs}: they cannot share a table")
         redo = {(method, seed) for method in args.methods for seed in args.seeds}
-        rows = [row for row in existing["results"] if (row["method"], row.get("seed", 0)) not in redo]
+        # Reports written before --seeds ran seed 0 only.
+        rows = [{**row, "seed": row.get("seed", 0)} for row in existing["results"]]
+        rows = [row for row in rows if (row["method"], row["seed"]) not in redo]
     for method, seed in [(method, seed) for method in args.methods for seed in args.seeds]:
         out = work / f"{method}_seed{seed}"
         shutil.rmtree(out, ignore_errors=True)
