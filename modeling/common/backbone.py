@@ -10,6 +10,9 @@ Three forwards, all on the same timm model so that the export is timm's own weig
 - :meth:`TimmBackbone.forward_dense` -> ``[B, D, h, w]`` one feature per cell of the final grid
   (RepCo).
 
+The two pooled forwards run the last ViT block for the CLS token only where that is exact
+(``vit_readout.py``); ``allow_cls_readout = False`` runs timm's own forward instead.
+
 ViTs are built with ``dynamic_img_size=True`` so that crops of other sizes (96 px local crops)
 interpolate the position embedding (bicubic, as DINO) instead of failing timm's size assertion.
 """
