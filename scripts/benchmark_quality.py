@@ -227,7 +227,7 @@ def plot(report: dict, path: Path) -> None:
     axis.set_xlabel("pretraining time (s)")
     axis.set_ylabel("kNN top-1 (%)")
     axis.set_title(f"{report['dataset']}, {report['data_epochs']} epochs, ViT-Tiny/4 (4 blocks), {report['device']}")
-    axis.legend(fontsize=8, loc="lower right")
+    axis.legend(fontsize=8, loc="upper right")
     figure.tight_layout()
     figure.savefig(path)
 
