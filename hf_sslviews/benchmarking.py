@@ -32,3 +32,30 @@ def write_report(report: dict, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
     return path
+
+
+def random_images(count: int, side: int, seed: int = 0) -> list:
+    """``count`` RGB PIL images of ``side`` x ``side`` uniform noise, the same for a given seed."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)) for _ in range(count)]
+
+
+def collated_views(transform, images: list, device: str = "cpu") -> dict:
+    """The batch a training step sees: ``transform``'s views of ``images``, collated, on ``device``."""
+    from .collator import ViewCollator
+
+    rows = transform({"image": list(images)})
+    batch = ViewCollator()([{key: rows[key][i] for key in rows} for i in range(len(images))])
+    batch.pop("num_skipped_images", None)
+
+    def to_device(value):
+        if torch.is_tensor(value):
+            return value.to(device)
+        if isinstance(value, list):  # views of several sizes stay a list of tensors
+            return [to_device(item) for item in value]
+        return value
+
+    return {key: to_device(value) for key, value in batch.items()}

@@ -21,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from hf_sslviews.benchmarking import machine_info, write_report
+from hf_sslviews.benchmarking import machine_info, random_images, write_report
 from PIL import Image
 
 from hf_sslviews.views.aps import APSViewTransform, patch_coverage, selective_patch_indices, sparse_patch_chunks
@@ -39,8 +39,7 @@ def _best_rate(fn, items: int, repeats: int) -> float:
 
 
 def _images(count: int, side: int) -> list[Image.Image]:
-    rng = np.random.default_rng(0)
-    return [Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)) for _ in range(count)]
+    return random_images(count, side)
 
 
 def bench_transform(preset: str, source_side: int, batch_size: int, repeats: int) -> dict:

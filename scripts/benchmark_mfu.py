@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from hf_sslviews.benchmarking import machine_info, write_report
+from hf_sslviews.benchmarking import collated_views, machine_info, random_images, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -78,21 +78,11 @@ def count_step_flops(loss_fn) -> int:
 
 
 def make_batch(method: str, config, views_kwargs: dict, batch_size: int, device: str) -> dict:
-    import numpy as np
-    import torch
-    from PIL import Image
-
     import hf_sslviews
-    from hf_sslviews.collator import ViewCollator
 
     views = hf_sslviews.get_recipe(method).build_views(config, **views_kwargs)
-    rng = np.random.default_rng(0)
-    size = max(256, config.image_size + config.image_size // 7)
-    images = [Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)) for _ in range(batch_size)]
-    rows = views({"image": images})
-    batch = ViewCollator()([{k: rows[k][i] for k in rows} for i in range(batch_size)])
-    batch.pop("num_skipped_images")
-    return {k: v.to(device) for k, v in batch.items() if torch.is_tensor(v)}
+    side = max(256, config.image_size + config.image_size // 7)
+    return collated_views(views, random_images(batch_size, side), device)
 
 
 def bench_case(method: str, args) -> dict:
@@ -109,7 +99,7 @@ def bench_case(method: str, args) -> dict:
     batch = make_batch(method, config, case["views"], args.batch, args.device)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
-        batch = {k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 and v.is_floating_point() else v for k, v in batch.items()}
+        batch = {k: v.contiguous(memory_format=torch.channels_last) if torch.is_tensor(v) and v.ndim == 4 and v.is_floating_point() else v for k, v in batch.items()}
     on_cuda = args.device.startswith("cuda")
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=on_cuda)
     forward = torch.compile(model) if args.compile else model
@@ -149,7 +139,7 @@ def bench_case(method: str, args) -> dict:
         "config": config_fields,
         "views": {k: list(v) if isinstance(v, tuple) else v for k, v in case["views"].items()},
         "batch": args.batch,
-        "input_shapes": {k: list(v.shape) for k, v in batch.items()},
+        "input_shapes": {k: list(v.shape) for k, v in batch.items() if torch.is_tensor(v)},
         "flops_per_step": flops,
         "seconds_per_step": seconds,
         "images_per_second": args.batch / seconds,

@@ -36,7 +36,7 @@ import subprocess
 import sys
 import time
 
-from hf_sslviews.benchmarking import machine_info, write_report
+from hf_sslviews.benchmarking import machine_info, random_images, write_report
 
 VIEW_CONFIGS = {
     "2 globals": dict(n_local=0, n_cutout=0),
@@ -108,13 +108,10 @@ def step_times(batch_size: int, rounds: int) -> dict[str, list[float]]:
 
 
 def bench_sampler(preset: str, source_side: int, batch_size: int, repeats: int) -> list[dict]:
-    import numpy as np
-    from PIL import Image
 
     from hf_sslviews.views.multitask import MultiTaskViewTransform
 
-    rng = np.random.default_rng(0)
-    batch = {"image": [Image.fromarray(rng.integers(0, 256, (source_side, source_side, 3), dtype=np.uint8)) for _ in range(batch_size)]}
+    batch = {"image": random_images(batch_size, source_side)}
     rows = []
     for name, counts in VIEW_CONFIGS.items():
         transform = MultiTaskViewTransform(preset, **counts)

@@ -34,7 +34,7 @@ import sys
 import time
 from pathlib import Path
 
-from hf_sslviews.benchmarking import machine_info, write_report
+from hf_sslviews.benchmarking import machine_info, random_images, write_report
 
 VARIANTS = ("mocov3", "patchmix", "patchmix_no_momentum")
 
@@ -60,16 +60,12 @@ def _reset_peak_rss() -> bool:
 
 
 def _views(batch_size: int):
-    import numpy as np
     import torch
-    from PIL import Image
 
     from hf_sslviews.views import two_view_transform
 
     torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    images = [Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)) for _ in range(batch_size)]
-    rows = two_view_transform(size=32, scale=(0.2, 1.0))({"image": images})
+    rows = two_view_transform(size=32, scale=(0.2, 1.0))({"image": random_images(batch_size, 40)})
     return torch.stack(rows["pixel_values_1"]), torch.stack(rows["pixel_values_2"])
 
 

@@ -101,17 +101,15 @@ def _load() -> tuple[float, float, float]:
 def _images(source: str, count: int):
     """A ``datasets.Dataset`` with an ``image`` column of RGB PIL images."""
     import datasets
-    import numpy as np
-    from PIL import Image
+
+    from hf_sslviews.benchmarking import random_images
 
     if source == "sample":
         from hf_sslviews.data import load_image_dataset
 
         dataset = load_image_dataset("sample")
         return dataset.select(range(min(count, len(dataset))))
-    rng = np.random.default_rng(0)
-    images = [Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)) for _ in range(count)]
-    return datasets.Dataset.from_dict({"image": images})
+    return datasets.Dataset.from_dict({"image": random_images(count, 40)})
 
 
 class LightlyBatchTransform:
@@ -372,7 +370,7 @@ def training_batch(method: str, batch_size: int, size: int, device: str, source:
     """The same view tensors for both libraries, made by our transforms (real augmented views)."""
     import torch
 
-    from hf_sslviews.collator import ViewCollator
+    from hf_sslviews.benchmarking import collated_views
     from hf_sslviews.views import MultiTaskViewTransform, two_view_transform
 
     torch.manual_seed(0)
@@ -381,10 +379,7 @@ def training_batch(method: str, batch_size: int, size: int, device: str, source:
         transform = MultiTaskViewTransform("cifar", n_global=2, n_local=2, n_cutout=1, global_size=size, local_size=max(1, size // 2), cutout_size=size)
     else:
         transform = two_view_transform(size=size, scale=SCALE)
-    rows = transform({"image": list(images["image"])})
-    batch = ViewCollator()([{k: rows[k][i] for k in rows} for i in range(len(images))])
-    batch.pop("num_skipped_images")
-    return {k: v.to(device) for k, v in batch.items()}
+    return collated_views(transform, list(images["image"]), device)
 
 
 def make_loop(lib: str, method: str, args):

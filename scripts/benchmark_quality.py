@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -157,9 +158,7 @@ def main() -> None:
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
-    mean = sum(values) / len(values)
-    spread = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
-    return mean, spread
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def summarise(rows: list[dict]) -> list[dict]:

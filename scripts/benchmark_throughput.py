@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from hf_sslviews.benchmarking import machine_info, write_report
+from hf_sslviews.benchmarking import collated_views, machine_info, random_images, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,24 +47,16 @@ SUITES = {
 
 
 def _child(case: dict, device: str, bf16: bool, warmup: int, steps: int) -> dict:
-    import numpy as np
     import torch
-    from PIL import Image
 
     import hf_sslviews
-    from hf_sslviews.collator import ViewCollator
 
     torch.manual_seed(0)
     recipe = hf_sslviews.get_recipe(case["method"])
     config = recipe.config_class(**case["config"])
     model = recipe.model_class(config).to(device).train()
     views = recipe.build_views(config, **case.get("views", {}))
-    rng = np.random.default_rng(0)
-    images = [Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)) for _ in range(case["batch"])]
-    rows = views({"image": images})
-    batch = ViewCollator()([{k: rows[k][i] for k in rows} for i in range(len(images))])
-    batch.pop("num_skipped_images")
-    batch = {k: (v.to(device) if torch.is_tensor(v) else [t.to(device) for t in v] if isinstance(v, list) else v) for k, v in batch.items()}
+    batch = collated_views(views, random_images(case["batch"], 40), device)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     autocast = torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=bf16)
 
