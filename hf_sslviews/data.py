@@ -28,6 +28,7 @@ import gzip
 import io
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Optional, Union
 
@@ -194,13 +195,38 @@ def _pick_split(loaded: Union[AnyDataset, datasets.DatasetDict, datasets.Iterabl
     return loaded
 
 
+_SLICE = re.compile(r"^(?P<name>\w+)\[(?P<start>-?\d*):(?P<stop>-?\d*)\]$")
+
+
+def split_slice(split: str) -> tuple[str, slice]:
+    """``"train[50000:]"`` -> ``("train", slice(50000, None))``; a plain name -> the whole split.
+
+    The ``datasets`` slice syntax with absolute indices, for the sources this module reads
+    itself (the embedded sample and Debian's Fashion-MNIST); ``load_dataset`` sources parse their
+    own (percentages included). It is what lets a held-out part of train serve as validation:
+    pretrain on ``train[:50000]``, tune on ``train[50000:]``, never on ``test``.
+    """
+    match = _SLICE.match(split.replace(" ", ""))
+    if match is None:
+        return split, slice(None)
+    bound = lambda text: int(text) if text else None  # noqa: E731
+    return match["name"], slice(bound(match["start"]), bound(match["stop"]))
+
+
+def _local_arrays(load, split: str, source: str) -> datasets.Dataset:
+    name, rows = split_slice(split)
+    images, labels = load(name)
+    images, labels = images[rows], labels[rows]
+    if len(images) == 0:
+        raise ValueError(f"{source} split {split!r} selects no images; the {name!r} split has {len(load(name)[0])}")
+    return arrays_to_dataset(images, labels, split=name)
+
+
 def _load_named(dataset_name: str, dataset_config_name: Optional[str], split: str, streaming: bool, cache_dir: Optional[str]) -> AnyDataset:
     """Resolve steps 2-5 of the module docstring for a dataset name or path."""
-    if dataset_name == SAMPLE_NAME:
-        dataset = arrays_to_dataset(*load_sample_arrays(split), split=split)
-        return dataset.to_iterable_dataset() if streaming else dataset
-    if dataset_name == FASHION_MNIST_NAME:
-        dataset = arrays_to_dataset(*load_fashion_mnist_arrays(split), split=split)
+    if dataset_name in (SAMPLE_NAME, FASHION_MNIST_NAME):
+        load = load_sample_arrays if dataset_name == SAMPLE_NAME else load_fashion_mnist_arrays
+        dataset = _local_arrays(load, split, f"dataset {dataset_name!r}")
         return dataset.to_iterable_dataset() if streaming else dataset
     path = Path(dataset_name).expanduser()
     if path.is_dir() and ((path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()):
@@ -273,8 +299,8 @@ def load_image_dataset(
         dataset_config_name: the Hub dataset's configuration, if it has several.
         train_dir: an image folder (``root/<class>/<image>`` or flat); takes precedence over
             ``dataset_name``.
-        split: the split to load (``"train"``, ``"test"``, ``"validation"``, or a slice such as
-            ``"train[:10%]"`` for ``load_dataset`` sources).
+        split: the split to load (``"train"``, ``"test"``, ``"validation"``), or a slice of one:
+            ``"train[50000:]"`` for every source, ``"train[:10%]"`` for ``load_dataset`` sources.
         image_column: the column that must hold the images.
         label_column: the column that must hold the labels, or ``None`` if labels are not needed.
         max_samples: keep only the first ``max_samples`` examples (for quick runs).

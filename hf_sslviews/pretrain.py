@@ -111,14 +111,17 @@ def run_pretraining(model_args: ModelArguments, data_args: DataArguments, eval_a
 
     callbacks = recipe.callbacks(model.config, training_args) if recipe.callbacks else None
     trainer = SSLTrainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset, data_collator=ViewCollator(), callbacks=callbacks)
+    monitor = None
     if eval_args.knn_monitor_steps or eval_args.knn_monitor_epoch_end:
-        _add_knn_monitor(trainer, data_args, eval_args)
+        monitor = _add_knn_monitor(trainer, data_args, eval_args)
     logger.info("method %s, preset %s, backbone %s, %d train images", recipe.name, model_args.preset, model.config.backbone, _length(train_dataset))
     train_result = trainer.train(resume_from_checkpoint=resume)
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
 
     results: dict = {"method": recipe.name, "preset": model_args.preset, "train": train_result.metrics}
+    if monitor is not None:
+        results["knn_monitor"] = monitor.history  # the learning curve: step, train_seconds, knn_top1, knn_top5
     # The full pretraining model (heads, target network, queues). Every process calls it (FSDP
     # gathers the weights collectively); only rank 0 writes.
     trainer.save_model(training_args.output_dir)
@@ -163,7 +166,7 @@ def _load_split(data_args: DataArguments, split: str, max_samples: Optional[int]
     return prepare_for_views(dataset, data_args.image_column_name)
 
 
-def _add_knn_monitor(trainer, data_args: DataArguments, eval_args: EvalArguments) -> None:
+def _add_knn_monitor(trainer, data_args: DataArguments, eval_args: EvalArguments):
     from .evaluation.monitor import add_knn_monitor
 
     load = dict(dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name, train_dir=data_args.train_dir,
@@ -173,8 +176,8 @@ def _add_knn_monitor(trainer, data_args: DataArguments, eval_args: EvalArguments
         queries = load_image_dataset(split=eval_args.knn_test_split, max_samples=eval_args.knn_monitor_max_test_samples, **load)
     except (ValueError, KeyError) as error:
         logger.warning("kNN monitor off (it needs labelled train and test splits): %s", error)
-        return
-    add_knn_monitor(trainer, bank, queries, every_n_steps=eval_args.knn_monitor_steps, at_epoch_end=eval_args.knn_monitor_epoch_end,
+        return None
+    return add_knn_monitor(trainer, bank, queries, every_n_steps=eval_args.knn_monitor_steps, at_epoch_end=eval_args.knn_monitor_epoch_end,
                     k=min(eval_args.knn_k, len(bank)), temperature=eval_args.knn_temperature, max_train_samples=None, max_test_samples=None,
                     image_column=data_args.image_column_name, label_column=data_args.label_column_name)
 

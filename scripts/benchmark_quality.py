@@ -1,234 +1,480 @@
 #!/usr/bin/env python
-"""The scoreboard: every method and baseline, same backbone, data and epochs, kNN and linear top-1.
+"""Does each method learn, and does each paper's claim hold? The quality protocol.
 
-Each method runs its small preset (a 4-block ViT-Tiny on 32 px crops, patch 4) through
-``scripts/run_pretrain.py`` on Debian's Fashion-MNIST (or the embedded sample), then the exported
-backbone is scored by weighted kNN (k=20, DINO protocol) and a linear probe (L-BFGS logistic
-regression on frozen features). Beside them: raw-pixel kNN with the same protocol and the same
-architecture at random initialisation, the floors every SSL result must clear.
+Every run goes through ``scripts/run_pretrain.py`` exactly as a user would run it; the exported
+backbone is then scored here, on features extracted once per split: weighted kNN (k=20, DINO
+protocol) and a linear probe (L-BFGS logistic regression, L2 picked on a held-out 20% of
+train). Beside them, with the same protocol: raw pixels and the same architecture at random
+initialisation (the floors), and the kNN monitor's learning curve of every run.
 
-    python scripts/benchmark_quality.py --suite cpu        # minutes per method on 2 cores, a subset
-    python scripts/benchmark_quality.py --suite cpu --seeds 1 2 --add_to_existing   # more seeds
-    python scripts/benchmark_quality.py --suite gpu        # full 60k / 10k, longer schedule (GPU)
+Suites:
 
-Writes ``benchmarks/results/quality_<suite>.json`` (every run, and per method the mean and sample
-standard deviation over seeds), ``quality_<suite>.md`` (the README table) and
-``quality_<suite>.png`` (kNN top-1 against training time per method, with the seed spread).
+- ``cpu`` (the reference): Debian's full Fashion-MNIST, training on fresh images (60,000 train;
+  a budget of a few epochs at most, so no image is seen often), each arm's ``*_fmnist`` preset,
+  final kNN and linear probe on the full 60,000 / 10,000; the arms include each paper's
+  baseline (see ``CLAIMS``); 3 seeds.
+- ``smoke``: the 3,000-image embedded sample, 3 epochs of each method's ``*_tiny`` preset
+  (about 141 optimizer steps): what a CI-sized budget shows, which is mostly noise.
+
+The suite is incremental: every finished (arm, seed) is appended to
+``benchmarks/results/quality_<suite>.json`` at once (with its curve), and a later call skips
+what is there, so a run cut short loses only the run in progress::
+
+    python scripts/benchmark_quality.py --suite cpu --seeds 0 1 2                   # everything
+    python scripts/benchmark_quality.py --suite cpu --arms aps mocov3 --seeds 0     # a part
+    python scripts/benchmark_quality.py --suite cpu --report_only                   # rewrite md / png
+
+Writes ``quality_<suite>.json`` (every run, floors, per-arm mean and sample standard deviation,
+the claims' verdicts), ``quality_<suite>.md`` (the README tables) and ``quality_<suite>.png``
+(kNN against optimizer steps and against training time, floors drawn).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-
-from hf_sslviews.benchmarking import machine_info, write_report
+from typing import Optional
 
 REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
 METHODS = ("aps", "patchmix", "clsa", "repco", "mulan", "mocov3", "byol", "simsiam")
 
+
+@dataclass(frozen=True)
+class Arm:
+    """One configuration of the protocol: a preset plus flags, run once per seed."""
+
+    name: str
+    preset: str
+    description: str
+    flags: tuple[str, ...] = ()
+
+
+def _cpu_arms() -> dict[str, Arm]:
+    arms = [Arm(method, f"{method}_fmnist", f"`{method}_fmnist`") for method in METHODS]
+    arms += [
+        Arm("patchmix_no_mix", "patchmix_fmnist", "PatchMix without mixed images: only its identity term (instance discrimination with label smoothing)",
+            ("--config_overrides", json.dumps({"mix_origin_weight": 0.0, "mix_mix_weight": 0.0}))),
+        Arm("clsa_mocov2", "clsa_fmnist", "CLSA's MoCo v2 base: key + weak view, no strong views, no DDM",
+            ("--config_overrides", json.dumps({"ddm_weight": 0.0}), "--view_kwargs", json.dumps({"strong": []}))),
+        Arm("repco_mocov2", "repco_fmnist", "RepCo's MoCo v2 base: the patch term off", ("--config_overrides", json.dumps({"patch_loss_weight": 0.0}))),
+        Arm("mocov3_ddm", "mocov3_ddm_fmnist", "MoCo v3 plus CLSA's DDM term on one strong view per image"),
+        Arm("mulan_shared", "mulan_fmnist", "MULAN's views with one predictor shared by every view type", ("--config_overrides", json.dumps({"shared_predictor": True}))),
+        Arm("mulan_two_views", "mulan_fmnist", "MULAN's framework with its two global views only (no locals, no cutout)",
+            ("--view_kwargs", json.dumps({"n_local": 0, "n_cutout": 0}))),
+        # APS steps are several times cheaper than MoCo v3's: the same wall time buys more of them.
+        Arm("aps_equal_time", "aps_fmnist_equal_time", "APS with the optimizer steps that fit MoCo v3's training time"),
+    ]
+    return {arm.name: arm for arm in arms}
+
+
+@dataclass(frozen=True)
+class Suite:
+    dataset: str
+    arms: dict[str, Arm]
+    train_split: str = "train"
+    test_split: str = "test"
+    extra: tuple[str, ...] = ()
+    monitor: bool = True
+
+
 SUITES = {
-    # The embedded 3,000 / 1,000 sample, 3 data epochs: about 2-5 minutes per method on 2 cores.
-    "cpu": dict(dataset="sample", train_samples=None, test_samples=None, epochs=3, extra=[]),
-    # Full Fashion-MNIST 60k / 10k, 50 epochs, bf16: for a lent GPU.
-    "gpu": dict(dataset="fashion_mnist", train_samples=None, test_samples=None, epochs=50, extra=["--bf16", "True", "--per_device_train_batch_size", "256", "--dataloader_num_workers", "8"]),
+    "cpu": Suite(dataset="fashion_mnist", arms=_cpu_arms()),
+    "smoke": Suite(
+        dataset="sample",
+        arms={method: Arm(method, f"{method}_tiny", f"`{method}_tiny`") for method in METHODS},
+        extra=("--num_train_epochs", "3"),
+        monitor=False,
+    ),
 }
 
+# Each paper's central claim as a pair of arms that differ only in what the paper adds.
+CLAIMS = (
+    ("APS beats MoCo v3 with the same ViT at equal optimizer steps", "aps", "mocov3"),
+    ("APS beats MoCo v3 with the same ViT at equal training time", "aps_equal_time", "mocov3"),
+    ("PatchMix beats its instance-discrimination baseline (no mixing)", "patchmix", "patchmix_no_mix"),
+    ("CLSA beats its MoCo v2 base (no strong views, no DDM)", "clsa", "clsa_mocov2"),
+    ("The DDM term improves MoCo v3", "mocov3_ddm", "mocov3"),
+    ("RepCo beats its MoCo v2 base (patch term off)", "repco", "repco_mocov2"),
+    ("MULAN (one predictor per view type) beats one shared predictor on the same views", "mulan", "mulan_shared"),
+    ("MULAN beats its framework with two views only", "mulan", "mulan_two_views"),
+)
 
-def run(command: list[str], log: Path) -> float:
-    """Run ``command``, tee its output to ``log``, return the wall time; raise on failure."""
-    start = time.perf_counter()
-    with open(log, "w") as handle:
-        done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command[:4])} ... failed; see {log}")
-    return time.perf_counter() - start
-
-
-def raw_pixel_knn(dataset: str, train_samples, test_samples, k: int = 20) -> dict:
-    """Weighted kNN on raw pixels (flattened, L2-normalised), the same protocol as for features."""
-    import numpy as np
-    import torch
-
-    from hf_sslviews.data import load_image_dataset
-    from hf_sslviews.evaluation.knn import knn_accuracy
-
-    def arrays(split, limit):
-        data = load_image_dataset(dataset_name=dataset, split=split, label_column="label", max_samples=limit)
-        pixels = np.stack([np.asarray(image.convert("L"), dtype=np.float32).ravel() / 255.0 for image in data["image"]])
-        return torch.from_numpy(pixels), torch.tensor(data["label"])
-
-    train_x, train_y = arrays("train", train_samples)
-    test_x, test_y = arrays("test", test_samples)
-    return knn_accuracy(train_x, train_y, test_x, test_y, num_classes=10, k=k, temperature=0.07)
+# The kNN monitor's fixed labelled subset: the first images of each split.
+MONITOR_TRAIN, MONITOR_TEST = 5000, 1000
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", choices=sorted(SUITES), default="cpu")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--epochs", type=int, default=None, help="override the suite's data epochs")
-    parser.add_argument("--work_dir", default="/tmp/hf_sslviews_quality", help="where runs and logs go (not committed)")
-    parser.add_argument("--skip_linear_probe", action="store_true")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="one run per seed; the table shows mean and standard deviation")
-    parser.add_argument("--add_to_existing", action="store_true", help="keep the (method, seed) runs already in quality_<suite>.json that this call does not redo")
-    args = parser.parse_args()
-
-    suite = SUITES[args.suite]
-    epochs = args.epochs or suite["epochs"]
-    work = Path(args.work_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    limits = []
-    if suite["train_samples"]:
-        limits += ["--max_train_samples", str(suite["train_samples"]), "--knn_max_train_samples", str(suite["train_samples"])]
-    if suite["test_samples"]:
-        limits += ["--knn_max_test_samples", str(suite["test_samples"])]
-
-    results_dir = REPO / "benchmarks" / "results"
-    rows = []
-    if args.add_to_existing:
-        existing_path = results_dir / f"quality_{args.suite}.json"
-        if not existing_path.exists():
-            raise SystemExit(f"--add_to_existing: {existing_path} does not exist; run without it first")
-        existing = json.loads(existing_path.read_text())
-        if existing["data_epochs"] != epochs:
-            raise SystemExit(f"the existing report ran {existing['data_epochs']} epochs, this call {epochs}: they cannot share a table")
-        redo = {(method, seed) for method in args.methods for seed in args.seeds}
-        # Reports written before --seeds ran seed 0 only.
-        rows = [{**row, "seed": row.get("seed", 0)} for row in existing["results"]]
-        rows = [row for row in rows if (row["method"], row["seed"]) not in redo]
-    for method, seed in [(method, seed) for method in args.methods for seed in args.seeds]:
-        out = work / f"{method}_seed{seed}"
-        shutil.rmtree(out, ignore_errors=True)
-        command = [
-            sys.executable, "scripts/run_pretrain.py", "--preset", f"{method}_tiny", "--dataset_name", suite["dataset"],
-            "--num_train_epochs", str(epochs), "--output_dir", str(out), "--save_strategy", "no",
-            "--report_to", "none", "--seed", str(seed), *limits, *suite["extra"],
-        ]
-        try:
-            seconds = run(command, work / f"{method}_seed{seed}.log")
-            results = json.loads((out / "results.json").read_text())
-            row = {
-                "method": method,
-                "seed": seed,
-                "train_seconds": round(results["train"]["train_runtime"], 1),
-                "wall_seconds": round(seconds, 1),
-                "optimizer_steps": results["train"].get("total_steps") or None,
-                "knn_top1": results["knn"]["pretrained"]["top1"],
-                "knn_top5": results["knn"]["pretrained"]["top5"],
-                "random_init_knn_top1": results["knn"]["random_init"]["top1"],
-            }
-            if not args.skip_linear_probe:
-                # The random-init backbone does not depend on the pretraining seed: probe it once per method.
-                probed = any(r["method"] == method and r.get("random_init_linear_top1") is not None for r in rows)
-                probes = [("linear", [])] + ([] if probed else [("random_init_linear", ["--random_init", "True"])])
-                for name, extra in probes:
-                    probe_file = work / f"{method}_seed{seed}_{name}.json"
-                    run([sys.executable, "scripts/run_linear_probe.py", "--model_name_or_path", str(out / "backbone"), "--dataset_name", suite["dataset"], "--output_file", str(probe_file), *extra], work / f"{method}_seed{seed}_{name}.log")
-                    probe = json.loads(probe_file.read_text())
-                    row[f"{name}_top1"] = probe["linear_probe"]["top1"]
-        except (RuntimeError, KeyError, FileNotFoundError) as error:
-            row = {"method": method, "seed": seed, "error": str(error)}
-        rows.append(row)
-        print(json.dumps(row))
-
-    floors = {"raw_pixel_knn": raw_pixel_knn(suite["dataset"], suite["train_samples"], suite["test_samples"])}
-    report = {
-        "suite": args.suite,
-        "dataset": suite["dataset"],
-        "data_epochs": epochs,
-        "backbone": "vit_tiny_patch16_224, depth 4, 32 px, patch 4 (each method's *_tiny preset)",
-        "protocols": {"knn": "weighted kNN, k=20, cosine, T=0.07 (DINO)", "linear": "L-BFGS logistic regression on frozen, standardised features"},
-        "device": "cpu" if args.suite == "cpu" else "gpu",
-        "machine": machine_info(),
-        "floors": floors,
-        "results": sorted(rows, key=lambda row: (METHODS.index(row["method"]), row.get("seed", 0))),
-        "summary": summarise(rows),
-    }
-    write_report(report, results_dir / f"quality_{args.suite}.json")
-    (results_dir / f"quality_{args.suite}.md").write_text(markdown_table(report))
-    plot(report, results_dir / f"quality_{args.suite}.png")
-    print(markdown_table(report))
+# --------------------------------------------------------------------------------------------
+# Statistics and verdicts
+# --------------------------------------------------------------------------------------------
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def summarise(rows: list[dict]) -> list[dict]:
-    """Per method, over its seeds: mean and sample standard deviation of every score."""
+def summarise(rows: list[dict], arms: list[str]) -> list[dict]:
+    """Per arm, over its finished seeds: mean and sample standard deviation of every score."""
     summary = []
-    for method in METHODS:
-        runs = [row for row in rows if row["method"] == method and "error" not in row]
-        failed = sum(1 for row in rows if row["method"] == method and "error" in row)
-        if not runs:
-            if failed:
-                summary.append({"method": method, "seeds": [], "failed_runs": failed})
+    for arm in arms:
+        runs = [row for row in rows if row["arm"] == arm and "error" not in row]
+        failed = sum(1 for row in rows if row["arm"] == arm and "error" in row)
+        if not runs and not failed:
             continue
-        entry = {"method": method, "seeds": sorted(row.get("seed", 0) for row in runs), "failed_runs": failed}
-        for key in ("knn_top1", "linear_top1", "train_seconds", "random_init_knn_top1", "random_init_linear_top1"):
+        entry = {"arm": arm, "seeds": sorted(row["seed"] for row in runs), "failed_runs": failed}
+        for key in ("knn_top1", "linear_top1", "train_seconds", "optimizer_steps"):
             values = [row[key] for row in runs if row.get(key) is not None]
             if values:
-                entry[key], entry[key + "_std"] = _mean_std(values)
+                entry[key], entry[key + "_std"] = mean_std(values)
         summary.append(entry)
     return summary
 
 
-def markdown_table(report: dict) -> str:
-    """Mean (and standard deviation over seeds, when there are several) per method."""
+def verdict(method: list[float], baseline: list[float]) -> dict:
+    """Whether ``method`` beats ``baseline``: the difference of means against two standard deviations.
 
-    def pct(entry: dict, key: str) -> str:
-        if key not in entry:
-            return "—"
-        spread = f" ± {100 * entry[key + '_std']:.1f}" if len(entry["seeds"]) > 1 else ""
-        return f"{100 * entry[key]:.1f}{spread}"
+    The spread is the larger of the two arms' sample standard deviations over seeds (the seed
+    noise of one arm), so "holds" means the method's mean is above the baseline's by more than
+    twice the noise, "fails" the reverse, and anything in between is "not resolved" at this
+    budget. With fewer than two seeds per arm the noise is unknown: always "not resolved".
+    """
+    if len(method) < 2 or len(baseline) < 2:
+        return {"difference": (statistics.mean(method) - statistics.mean(baseline)) if method and baseline else None, "noise": None, "verdict": "not resolved (fewer than 2 seeds)"}
+    difference = statistics.mean(method) - statistics.mean(baseline)
+    noise = max(statistics.stdev(method), statistics.stdev(baseline))
+    if difference > 2 * noise:
+        outcome = "holds"
+    elif difference < -2 * noise:
+        outcome = "fails"
+    else:
+        outcome = "not resolved"
+    return {"difference": difference, "noise": noise, "verdict": outcome}
 
+
+def claims_table(rows: list[dict], metric: str = "knn_top1") -> list[dict]:
+    """Every claim whose two arms both have finished runs, with its verdict on ``metric``."""
+    table = []
+    for claim, method, baseline in CLAIMS:
+        scores = {arm: [row[metric] for row in rows if row["arm"] == arm and row.get(metric) is not None] for arm in (method, baseline)}
+        if not scores[method] or not scores[baseline]:
+            continue
+        table.append({"claim": claim, "method": method, "baseline": baseline, "metric": metric,
+                      "method_seeds": len(scores[method]), "baseline_seeds": len(scores[baseline]), **verdict(scores[method], scores[baseline])})
+    return table
+
+
+# --------------------------------------------------------------------------------------------
+# Running and scoring
+# --------------------------------------------------------------------------------------------
+
+
+def run_logged(command: list[str], log: Path) -> float:
+    """Run ``command`` with its output in ``log``; return the wall time; raise on failure."""
+    start = time.perf_counter()
+    with open(log, "w") as handle:
+        done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if done.returncode != 0:
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
+        raise RuntimeError(f"{' '.join(command[1:4])} ... exited with {done.returncode}: {tail[0]} (log: {log})")
+    return time.perf_counter() - start
+
+
+def pretrain_command(suite: Suite, arm: Arm, seed: int, out: Path, monitor_steps: int) -> list[str]:
+    command = [
+        sys.executable, "scripts/run_pretrain.py", "--preset", arm.preset, "--dataset_name", suite.dataset, "--train_split", suite.train_split,
+        "--output_dir", str(out), "--save_strategy", "no", "--report_to", "none", "--seed", str(seed), "--disable_tqdm", "True",
+        "--knn_eval", "False", *suite.extra, *arm.flags,
+    ]
+    if suite.monitor and monitor_steps:
+        command += [
+            "--knn_monitor_steps", str(monitor_steps), "--knn_train_split", suite.train_split, "--knn_test_split", suite.test_split,
+            "--knn_monitor_max_train_samples", str(MONITOR_TRAIN), "--knn_monitor_max_test_samples", str(MONITOR_TEST),
+        ]
+    return command
+
+
+def preset_max_steps(preset: str) -> Optional[int]:
+    from hf_sslviews.recipes import find_preset
+
+    _, found = find_preset(preset)
+    steps = found.training.get("max_steps")
+    return int(steps) if steps and steps > 0 else None
+
+
+class Scorer:
+    """Loads the labelled splits once and scores features: weighted kNN and a linear probe."""
+
+    def __init__(self, dataset: str, train_split: str, test_split: str):
+        from hf_sslviews.data import load_image_dataset
+
+        self.splits = {name: load_image_dataset(dataset_name=dataset, split=split, label_column="label") for name, split in (("train", train_split), ("test", test_split))}
+
+    def features(self, model, transform, limits: Optional[dict] = None):
+        from hf_sslviews.evaluation.knn import extract_features
+
+        out = {}
+        for name, data in self.splits.items():
+            if limits and limits.get(name):
+                data = data.select(range(min(limits[name], len(data))))
+            out[name] = extract_features(model, data, transform=transform)
+        return out
+
+    @staticmethod
+    def score(features: dict, linear: bool = True) -> dict:
+        from hf_sslviews.evaluation.knn import knn_accuracy
+        from hf_sslviews.evaluation.linear_probe import fit_linear_probe
+
+        (train_x, train_y), (test_x, test_y) = features["train"], features["test"]
+        knn = knn_accuracy(train_x, train_y, test_x, test_y, num_classes=10, k=20, temperature=0.07)
+        scores = {"knn_top1": knn["top1"], "knn_top5": knn["top5"]}
+        if linear:
+            classifier, info = fit_linear_probe(train_x, train_y, num_classes=10)
+            scores["linear_top1"] = (classifier.logits(test_x).argmax(dim=1) == test_y).double().mean().item()
+            scores["linear_weight_decay"] = info["weight_decay"]
+        return scores
+
+    def backbone(self, backbone_dir: Path, random_init: bool = False, seed: int = 0, limits: Optional[dict] = None, linear: bool = True) -> dict:
+        from hf_sslviews.evaluation.knn import eval_transform_for, load_backbone
+
+        model = load_backbone(str(backbone_dir), random_init=random_init, seed=seed)
+        return self.score(self.features(model, eval_transform_for(str(backbone_dir)), limits), linear=linear)
+
+    def raw_pixels(self, limits: Optional[dict] = None, linear: bool = True) -> dict:
+        import numpy as np
+        import torch
+
+        def pixels(image):  # flattened grey levels in [0, 1]: kNN normalises, the probe standardises
+            return torch.from_numpy(np.asarray(image.convert("L"), dtype=np.float32).ravel() / 255.0)
+
+        out = {}
+        for name, data in self.splits.items():
+            if limits and limits.get(name):
+                data = data.select(range(min(limits[name], len(data))))
+            out[name] = (torch.stack([pixels(image) for image in data["image"]]), torch.tensor(data["label"]))
+        return self.score(out, linear=linear)
+
+
+def architecture_key(backbone_dir: Path) -> str:
+    config = json.loads((backbone_dir / "config.json").read_text())
+    return f"{config.get('architecture')} {json.dumps(config.get('model_args') or {}, sort_keys=True)} {config['pretrained_cfg'].get('input_size')}"
+
+
+def random_init_floor(report: dict, scorer: Scorer, backbone_dir: Path, seed: int, monitor_limits: dict) -> None:
+    """The same architecture at random initialisation (seeded like the run), scored once per (architecture, seed)."""
+    key = architecture_key(backbone_dir)
+    floors = report["floors"].setdefault("random_init", {}).setdefault(key, {})
+    if str(seed) in floors:
+        return
+    full = scorer.backbone(backbone_dir, random_init=True, seed=seed)
+    monitor = scorer.backbone(backbone_dir, random_init=True, seed=seed, limits=monitor_limits, linear=False)
+    floors[str(seed)] = {**full, "monitor_knn_top1": monitor["knn_top1"]}
+
+
+# --------------------------------------------------------------------------------------------
+# Reports
+# --------------------------------------------------------------------------------------------
+
+
+def load_report(suite_name: str, suite: Suite) -> dict:
+    path = RESULTS / f"quality_{suite_name}.json"
+    if path.exists():
+        report = json.loads(path.read_text())
+        if report.get("protocol_version") == PROTOCOL_VERSION:
+            return report
+        raise SystemExit(f"{path} was written by another version of this protocol; move it away to start afresh")
+    return {"suite": suite_name, "protocol_version": PROTOCOL_VERSION, "dataset": suite.dataset, "floors": {}, "results": []}
+
+
+PROTOCOL_VERSION = 2
+
+
+def finish_report(report: dict, suite: Suite, suite_name: str) -> None:
+    from hf_sslviews.benchmarking import machine_info, write_report
+
+    arms = list(suite.arms)
+    report["machine"] = machine_info()
+    report["protocols"] = {
+        "knn": "weighted kNN, k=20, cosine, T=0.07 (DINO), full train split as memory, full test split",
+        "linear": "L-BFGS logistic regression on standardised frozen features, L2 from {1e-5..1e-1} picked on a held-out 20% of train",
+        "monitor": f"weighted kNN k=20 every ~10% of the run: memory = first {MONITOR_TRAIN} train images, queries = first {MONITOR_TEST} test images",
+        "claims": "difference of means vs two times the larger sample standard deviation over seeds (holds / fails / not resolved)",
+    }
+    report["summary"] = summarise(report["results"], arms)
+    report["claims"] = {metric: claims_table(report["results"], metric) for metric in ("knn_top1", "linear_top1")}
+    report["results"].sort(key=lambda row: (arms.index(row["arm"]) if row["arm"] in arms else len(arms), row["seed"]))
+    write_report(report, RESULTS / f"quality_{suite_name}.json")
+    (RESULTS / f"quality_{suite_name}.md").write_text(markdown(report, suite))
+    plot(report, suite, RESULTS / f"quality_{suite_name}.png")
+
+
+def _pct(entry: dict, key: str) -> str:
+    if key not in entry:
+        return "—"
+    spread = f" ± {100 * entry[key + '_std']:.1f}" if len(entry["seeds"]) > 1 else ""
+    return f"{100 * entry[key]:.1f}{spread}"
+
+
+def floor_values(report: dict) -> dict:
+    """Random-init floors averaged over architectures and seeds; raw pixels as measured."""
+    random_init = [seed for arch in report["floors"].get("random_init", {}).values() for seed in arch.values()]
+    out = {"raw_pixels": report["floors"].get("raw_pixels")}
+    if random_init:
+        out["random_init"] = {key: mean_std([entry[key] for entry in random_init]) for key in ("knn_top1", "linear_top1", "monitor_knn_top1") if all(key in entry for entry in random_init)}
+        out["random_init_seeds"] = len(random_init)
+    return out
+
+
+def markdown(report: dict, suite: Suite) -> str:
+    """The results table (mean ± sample std over seeds), the floors, and the claims."""
     lines = [
-        "| method | kNN top-1 | linear top-1 | seeds | train time (s) | random-init kNN | random-init linear |",
+        "| arm | kNN top-1 | linear top-1 | seeds | optimizer steps | train time (s) | what it is |",
         "|---|---|---|---|---|---|---|",
     ]
     for entry in report["summary"]:
-        if not entry["seeds"]:
-            lines.append(f"| {entry['method']} | failed | | | | | |")
-            continue
-        seeds = ", ".join(str(seed) for seed in entry["seeds"]) + (f" ({entry['failed_runs']} failed)" if entry["failed_runs"] else "")
-        lines.append(
-            f"| {entry['method']} | {pct(entry, 'knn_top1')} | {pct(entry, 'linear_top1')} | {seeds} | {entry['train_seconds']:.0f} | "
-            f"{100 * entry['random_init_knn_top1']:.1f} | {pct({**entry, 'seeds': [0]}, 'random_init_linear_top1')} |"
-        )
-    lines.append(f"| raw pixels (floor) | {100 * report['floors']['raw_pixel_knn']['top1']:.1f} | | | | | |")
+        arm = suite.arms.get(entry["arm"])
+        seeds = ", ".join(map(str, entry["seeds"])) + (f" ({entry['failed_runs']} failed)" if entry["failed_runs"] else "")
+        steps = f"{entry['optimizer_steps']:.0f}" if "optimizer_steps" in entry else "—"
+        seconds = f"{entry['train_seconds']:.0f}" if "train_seconds" in entry else "—"
+        lines.append(f"| {entry['arm']} | {_pct(entry, 'knn_top1')} | {_pct(entry, 'linear_top1')} | {seeds} | {steps} | {seconds} | {arm.description if arm else ''} |")
+    floors = floor_values(report)
+    if floors.get("random_init"):
+        knn, linear = floors["random_init"]["knn_top1"], floors["random_init"].get("linear_top1", (math.nan, 0))
+        lines.append(f"| random init (floor) | {100 * knn[0]:.1f} ± {100 * knn[1]:.1f} | {100 * linear[0]:.1f} ± {100 * linear[1]:.1f} | {floors['random_init_seeds']} inits | 0 | 0 | the same ViT, untrained |")
+    if floors.get("raw_pixels"):
+        raw = floors["raw_pixels"]
+        lines.append(f"| raw pixels (floor) | {100 * raw['knn_top1']:.1f} | {100 * raw['linear_top1']:.1f} | | | | 784 grey levels, no network |" if "linear_top1" in raw else f"| raw pixels (floor) | {100 * raw['knn_top1']:.1f} | | | | | 784 grey levels |")
+    claims = report.get("claims", {})
+    if any(claims.values()):
+        lines += ["", "| claim | metric | method − baseline (points) | 2 × noise | seeds | verdict |", "|---|---|---|---|---|---|"]
+        for metric, table in claims.items():
+            for claim in table:
+                noise = f"{200 * claim['noise']:.1f}" if claim["noise"] is not None else "—"
+                lines.append(
+                    f"| {claim['claim']} (`{claim['method']}` vs `{claim['baseline']}`) | {metric.replace('_top1', '')} | "
+                    f"{100 * claim['difference']:+.1f} | {noise} | {claim['method_seeds']} / {claim['baseline_seeds']} | {claim['verdict']} |"
+                )
     return "\n".join(lines) + "\n"
 
 
-def plot(report: dict, path: Path) -> None:
+def mean_curve(rows: list[dict]) -> tuple[list[float], list[float], list[float]]:
+    """The monitor's curve averaged over seeds at the steps every seed has: (steps, seconds, kNN)."""
+    curves = [row["curve"] for row in rows if row.get("curve")]
+    if not curves:
+        return [], [], []
+    steps = sorted(set.intersection(*(set(point["step"] for point in curve) for curve in curves)))
+    by_step = [{point["step"]: point for point in curve} for curve in curves]
+    seconds = [statistics.mean(curve[step]["train_seconds"] for curve in by_step) for step in steps]
+    knn = [statistics.mean(curve[step]["knn_top1"] for curve in by_step) for step in steps]
+    return steps, seconds, knn
+
+
+def plot(report: dict, suite: Suite, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(6, 4), dpi=100)
-    for entry in report["summary"]:
-        if not entry["seeds"]:
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5), dpi=100, sharey=True)
+    colours = plt.get_cmap("tab20").colors
+    drawn = False
+    for index, arm in enumerate(suite.arms):
+        steps, seconds, knn = mean_curve([row for row in report["results"] if row["arm"] == arm and "error" not in row])
+        if not steps:
             continue
-        x, y, err = entry["train_seconds"], 100 * entry["knn_top1"], 100 * entry["knn_top1_std"]
-        axis.errorbar(x, y, yerr=err if len(entry["seeds"]) > 1 else None, fmt="o", markersize=6, capsize=3)
-        axis.annotate(entry["method"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    axis.axhline(100 * report["floors"]["raw_pixel_knn"]["top1"], color="gray", linestyle="--", linewidth=1, label="raw pixels (kNN)")
-    random_init = [entry["random_init_knn_top1"] for entry in report["summary"] if entry["seeds"]]
-    if random_init:
-        axis.axhline(100 * sum(random_init) / len(random_init), color="red", linestyle=":", linewidth=1, label="random init (kNN, mean)")
-    axis.set_xlabel("pretraining time (s)")
-    axis.set_ylabel("kNN top-1 (%)")
-    axis.set_title(f"{report['dataset']}, {report['data_epochs']} epochs, ViT-Tiny/4 (4 blocks), {report['device']}")
-    axis.legend(fontsize=8, loc="upper right")
+        drawn = True
+        style = dict(color=colours[index % len(colours)], marker="o", markersize=3, linewidth=1.2, linestyle="-" if arm in METHODS else "--", label=arm)
+        axes[0].plot(steps, [100 * v for v in knn], **style)
+        axes[1].plot(seconds, [100 * v for v in knn], **style)
+    floors = floor_values(report)
+    for axis in axes:
+        if floors.get("random_init") and "monitor_knn_top1" in floors["random_init"]:
+            axis.axhline(100 * floors["random_init"]["monitor_knn_top1"][0], color="red", linestyle=":", linewidth=1, label="random init")
+        if floors.get("raw_pixels") and "monitor_knn_top1" in floors["raw_pixels"]:
+            axis.axhline(100 * floors["raw_pixels"]["monitor_knn_top1"], color="gray", linestyle="--", linewidth=1, label="raw pixels")
+    axes[0].set_xlabel("optimizer steps")
+    axes[1].set_xlabel("training time (s, monitor excluded)")
+    axes[0].set_ylabel(f"kNN top-1 (%), {MONITOR_TRAIN} / {MONITOR_TEST} monitor subset")
+    axes[0].set_title(f"{report['dataset']}: kNN monitor, mean over seeds")
+    if drawn:
+        axes[1].legend(fontsize=7, loc="lower right", ncol=2)
     figure.tight_layout()
     figure.savefig(path)
+    plt.close(figure)
+
+
+# --------------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", choices=sorted(SUITES), default="cpu")
+    parser.add_argument("--arms", nargs="+", default=None, help="arms to run (default: every arm of the suite)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="one run per seed and arm; runs already in the report are skipped")
+    parser.add_argument("--redo", action="store_true", help="run (arm, seed) pairs again even if the report has them")
+    parser.add_argument("--report_only", action="store_true", help="only rewrite the markdown table and the plot from the JSON")
+    parser.add_argument("--work_dir", default="/tmp/hf_sslviews_quality", help="where runs and logs go (not committed)")
+    args = parser.parse_args()
+
+    suite = SUITES[args.suite]
+    arms = args.arms or list(suite.arms)
+    unknown = sorted(set(arms) - set(suite.arms))
+    if unknown:
+        raise SystemExit(f"unknown arms {unknown} for suite {args.suite}; choose from {sorted(suite.arms)}")
+    report = load_report(args.suite, suite)
+    if args.report_only:
+        finish_report(report, suite, args.suite)
+        print(markdown(report, suite))
+        return
+
+    work = Path(args.work_dir) / args.suite
+    work.mkdir(parents=True, exist_ok=True)
+    scorer = Scorer(suite.dataset, suite.train_split, suite.test_split)
+    monitor_limits = {"train": MONITOR_TRAIN, "test": MONITOR_TEST}
+    if "raw_pixels" not in report["floors"]:
+        report["floors"]["raw_pixels"] = {**scorer.raw_pixels(), "monitor_knn_top1": scorer.raw_pixels(monitor_limits, linear=False)["knn_top1"]}
+        finish_report(report, suite, args.suite)
+
+    # Seed-major: a cut-short session leaves every arm with the same number of seeds.
+    for seed in args.seeds:
+        for name in arms:
+            done = [row for row in report["results"] if row["arm"] == name and row["seed"] == seed]
+            if done and not args.redo and "error" not in done[0]:
+                continue
+            report["results"] = [row for row in report["results"] if not (row["arm"] == name and row["seed"] == seed)]
+            arm = suite.arms[name]
+            out = work / f"{name}_seed{seed}"
+            shutil.rmtree(out, ignore_errors=True)
+            steps = preset_max_steps(arm.preset)
+            command = pretrain_command(suite, arm, seed, out, max(1, steps // 10) if steps else 0)
+            try:
+                wall = run_logged(command, work / f"{name}_seed{seed}.log")
+                results = json.loads((out / "results.json").read_text())
+                row = {
+                    "arm": name, "seed": seed, "preset": arm.preset, "flags": list(arm.flags),
+                    "optimizer_steps": results["train"].get("total_steps") or steps,
+                    "train_seconds": round(results["train"]["train_runtime"], 1), "wall_seconds": round(wall, 1),
+                    **scorer.backbone(out / "backbone"),
+                    "curve": results.get("knn_monitor", []),
+                }
+                random_init_floor(report, scorer, out / "backbone", seed, monitor_limits)
+            except (RuntimeError, KeyError, FileNotFoundError, ValueError) as error:
+                row = {"arm": name, "seed": seed, "preset": arm.preset, "error": str(error)}
+            report["results"].append(row)
+            finish_report(report, suite, args.suite)
+            print(json.dumps({key: value for key, value in row.items() if key != "curve"}), flush=True)
+    print(markdown(report, suite))
 
 
 if __name__ == "__main__":

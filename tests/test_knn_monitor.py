@@ -70,6 +70,7 @@ def test_knn_monitor__logs_top1_top5_into_log_history_every_n_steps(tiny_vit_kwa
         assert 0.0 <= entry["knn_top1"] <= entry["knn_top5"] <= 1.0 and not math.isnan(entry["knn_top1"])
         assert "epoch" in entry and "loss" not in entry  # an entry of its own, like eval metrics
     assert [h["step"] for h in monitor.history] == [2, 4]
+    assert 0 < monitor.history[0]["train_seconds"] < monitor.history[1]["train_seconds"]
     # The training-loss log cadence is untouched by the monitor.
     assert [entry["step"] for entry in trainer.state.log_history if "loss" in entry] == [2, 4]
     # report_to integrations see the values too, at the same steps.
@@ -122,3 +123,24 @@ def test_knn_monitor__rejects_bad_setups(labelled, tiny_vit_kwargs, tmp_path):
         trainer.train()
     with pytest.raises(ValueError, match="needs an <M>ForPreTraining model with a .backbone"):
         KNNMonitorCallback(*labelled, k=3, max_train_samples=10).evaluate(torch.nn.Linear(2, 2))
+
+
+def test_knn_monitor__train_seconds_leave_out_the_monitor_own_time(tiny_vit_kwargs, tmp_path, labelled, monkeypatch):
+    import time
+
+    trainer = _trainer(_byol(tiny_vit_kwargs), tmp_path, max_steps=3)
+    monitor = add_knn_monitor(trainer, *labelled, every_n_steps=1, k=5, max_train_samples=30, max_test_samples=12)
+    evaluate = monitor.evaluate
+
+    def slow_evaluate(model):
+        time.sleep(1.0)  # a monitor run far slower than a training step of this tiny model
+        return evaluate(model)
+
+    monkeypatch.setattr(monitor, "evaluate", slow_evaluate)
+    started = time.perf_counter()
+    trainer.train()
+    wall = time.perf_counter() - started
+    seconds = [entry["train_seconds"] for entry in monitor.history]
+    assert len(seconds) == 3 and wall > 3.0
+    # Three 1 s monitor runs happened; none of them is counted as training time.
+    assert seconds == sorted(seconds) and seconds[-1] < wall - 2.5

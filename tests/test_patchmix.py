@@ -276,6 +276,28 @@ def test_model__loss_equals_terms_assembled_from_its_parts(tiny_vit_kwargs):
     assert out.loss.item() == pytest.approx(id_loss + 0.5 * mix_origin + 0.5 * mix_mix, rel=1e-4)
 
 
+def test_model__without_mix_weights_is_instance_discrimination_and_encodes_no_mixed_image(tiny_vit_kwargs):
+    mixed = make(tiny_vit_kwargs).eval()
+    plain = make(tiny_vit_kwargs, mix_origin_weight=0.0, mix_mix_weight=0.0).eval()
+    plain.load_state_dict(mixed.state_dict())
+    x1, x2 = views()
+    with mock.patch.object(plain, "_mix", side_effect=AssertionError("no mixed image may be made")), torch.no_grad():
+        out = plain(x1, x2)
+        q = lambda x: plain.predictor(plain.projector(plain.backbone(x)))  # noqa: E731
+        k = lambda x: plain.target_projector(plain.target_backbone(x))  # noqa: E731
+        id_loss = _reference_sce(q(x1), k(x2), patchmix_targets(4, 2).identity, 0.2)
+    assert out.mix_origin_loss is None and out.mix_mix_loss is None
+    assert out.loss.item() == pytest.approx(id_loss, rel=1e-4) and out.id_loss.item() == pytest.approx(id_loss, rel=1e-4)
+    with torch.no_grad():
+        assert mixed(x1, x2).id_loss.item() == pytest.approx(id_loss, rel=1e-4)  # the same identity term with mixing on
+    # Local crops keep their identity terms against both global keys.
+    crops = torch.randn(4, 2, 3, 16, 16)
+    with torch.no_grad():
+        with_locals = plain(x1, x2, local_pixel_values=crops)
+        local = sum(_reference_sce(q(crops[:, i]), k(x), patchmix_targets(4, 2).identity, 0.2) for i in range(2) for x in (x1, x2)) / 2
+    assert with_locals.local_loss.item() == pytest.approx(local, rel=1e-4)
+
+
 def test_model__simulated_second_process_uses_offset_targets(tiny_vit_kwargs):
     model = make(tiny_vit_kwargs, use_momentum_encoder=False).eval()
     model.backbone, model.projector, model.predictor = ChannelMean(), nn.Identity(), nn.Identity()

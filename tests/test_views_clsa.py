@@ -363,3 +363,18 @@ def test_clsa_views__randaugment_stage(stage, gray):
 def test_clsa_views__rejects_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         CLSAViewTransform(**kwargs)
+
+
+def test_clsa_views__without_strong_views_is_the_mocov2_base():
+    views = CLSAViewTransform("single_cifar", strong=())
+    assert views.output_keys == ("key_pixel_values", "weak_pixel_values") and not views.strong_views
+    rows = views({"image": [Image.fromarray(noise(32).permute(1, 2, 0).numpy())] * 2})
+    assert "strong_pixel_values" not in rows and len(rows["weak_pixel_values"]) == 2
+
+
+def test_clsa_views__photometric_overrides_reach_every_view_and_typos_are_refused():
+    views = CLSAViewTransform("single_cifar", jitter=(0.4, 0.4, 0.0, 0.0), grayscale_p=0.0)
+    for aug in [views.key_view, *views.weak_views, *views.strong_views]:
+        assert aug.jitter == (0.4, 0.4, 0.0, 0.0) and aug.grayscale_p == 0.0 and aug.blur_p == 0.5  # the rest stays MoCo v2's
+    with pytest.raises(ValueError, match="jiter"):
+        CLSAViewTransform("single_cifar", jiter=(0.4, 0.4, 0.0, 0.0))

@@ -155,3 +155,15 @@ def test_multitask_views__cutout_comes_before_colour_jitter():
 def test_multitask_views__rejects_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         MultiTaskViewTransform(**kwargs)
+
+
+def test_multitask_views__photometric_settings_reach_every_view():
+    views = MultiTaskViewTransform("cifar", jitter=(0.4, 0.4, 0.0, 0.0), grayscale_p=0.0, solarize_p=0.0, mean=(0.5,) * 3, std=(0.25,) * 3)
+    every = views.global_views + views.local_views + views.cutout_views
+    assert all(aug.jitter == (0.4, 0.4, 0.0, 0.0) and aug.grayscale_p == 0.0 and aug.solarize_p == 0.0 for aug in every)
+    # A grey image stays grey through every view: no saturation or hue shift can colour it.
+    grey = Image.fromarray(np.random.default_rng(0).integers(0, 255, (28, 28), dtype=np.uint8)).convert("RGB")
+    rows = views({"image": [grey] * 4})
+    for key in views.output_keys:
+        for value in rows[key]:
+            assert torch.allclose(value[:, 0], value[:, 1], atol=1e-5) and torch.allclose(value[:, 1], value[:, 2], atol=1e-5)

@@ -16,6 +16,7 @@ no handle on its Trainer, hence :meth:`KNNMonitorCallback.attach` / :func:`add_k
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Callable, Optional
 
 from transformers import TrainerCallback
@@ -75,7 +76,9 @@ class KNNMonitorCallback(TrainerCallback):
         metric_prefix: logged names are ``<prefix>_top1`` / ``<prefix>_top5``.
 
     Attributes:
-        history: ``[{"step", "knn_top1", "knn_top5"}]``, one entry per run.
+        history: ``[{"step", "train_seconds", "knn_top1", "knn_top5"}]``, one entry per run;
+            ``train_seconds`` is the wall time since training began, less the monitor's own
+            runs, so curves of several methods can be compared against training time.
     """
 
     def __init__(
@@ -117,6 +120,8 @@ class KNNMonitorCallback(TrainerCallback):
         self.history: list[dict[str, float]] = []
         self._trainer = None
         self._last_step: Optional[int] = None
+        self._train_start: Optional[float] = None
+        self._monitor_seconds = 0.0
 
     def attach(self, trainer) -> "KNNMonitorCallback":
         """Give the callback its Trainer (needed to log through ``trainer.log``); returns ``self``."""
@@ -130,6 +135,7 @@ class KNNMonitorCallback(TrainerCallback):
                 "KNNMonitorCallback is not attached to its Trainer, so it cannot log; use "
                 "add_knn_monitor(trainer, ...) or trainer.add_callback(monitor.attach(trainer))"
             )
+        self._train_start, self._monitor_seconds = time.perf_counter(), 0.0
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if self.every_n_steps and state.global_step % self.every_n_steps == 0:
@@ -164,8 +170,11 @@ class KNNMonitorCallback(TrainerCallback):
         if model is None or state.global_step == self._last_step:
             return
         self._last_step = state.global_step
+        started = time.perf_counter()
+        train_seconds = started - self._train_start - self._monitor_seconds if self._train_start is not None else None
         metrics = self.evaluate(model)
-        self.history.append({"step": state.global_step, **metrics})
+        self._monitor_seconds += time.perf_counter() - started
+        self.history.append({"step": state.global_step, "train_seconds": train_seconds, **metrics})
         logger.info("step %d: kNN (k=%d) %s", state.global_step, self.k, metrics)
         # The callback handler's on_log clears control.should_log; the flow callback may just have
         # set it for the training-loss log of this step, which must still happen.

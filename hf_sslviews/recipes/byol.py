@@ -3,7 +3,7 @@
 from ..modeling.byol import BYOLConfig, BYOLForPreTraining
 from . import register_recipe
 from .base import MethodRecipe, Preset
-from .two_view import CIFAR_VIT_SMALL, TINY_BACKBONE, TINY_TRAINING, TINY_VIEWS, build_two_views
+from .two_view import CIFAR_VIT_SMALL, FMNIST_BACKBONE, FMNIST_TRAINING, FMNIST_VIEWS, TINY_BACKBONE, TINY_TRAINING, TINY_VIEWS, build_two_views
 
 CITATION = """@inproceedings{grill2020byol,
   title={Bootstrap Your Own Latent: A New Approach to Self-Supervised Learning},
@@ -25,6 +25,12 @@ register_recipe(
                 config=dict(**TINY_BACKBONE, projector_hidden_dim=512, projector_dim=128, momentum_base=0.99),
                 views=TINY_VIEWS,
                 training=TINY_TRAINING,
+            ),
+            "byol_fmnist": Preset(
+                "Reference CPU protocol: 4-block ViT-Tiny/7 on 28 px Fashion-MNIST, grey-image views, 500 steps of batch 256 (benchmark_quality.py --suite cpu).",
+                config=dict(**FMNIST_BACKBONE, projector_hidden_dim=512, projector_dim=128, momentum_base=0.99),
+                views=FMNIST_VIEWS,
+                training=FMNIST_TRAINING,
             ),
             "byol_ddm_tiny": Preset(
                 "byol_tiny plus CLSA's DDM term on one strong (RandAugment) 16 px view per image, weight 1 (CLSA section 5: DDM helps BYOL).",

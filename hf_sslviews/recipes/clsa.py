@@ -7,7 +7,7 @@ from ..views.base import ViewTransform
 from ..views.clsa import CLSAViewTransform
 from . import register_recipe
 from .base import MethodRecipe, Preset
-from .two_view import MOCOV2_IMAGENET_TRAINING, TINY_BACKBONE, TINY_TRAINING
+from .two_view import FMNIST_BACKBONE, FMNIST_TRAINING, FMNIST_VIEWS, MOCOV2_IMAGENET_TRAINING, TINY_BACKBONE, TINY_TRAINING
 
 CITATION = """@article{wang2022clsa,
   title={Contrastive Learning with Stronger Augmentations},
@@ -47,6 +47,15 @@ register_recipe(
                 config=dict(**TINY_BACKBONE, projector_hidden_dim=512, projector_dim=128, queue_size=1024, momentum_base=0.99, momentum_final=0.99),
                 views=dict(preset="single_cifar"),
                 training=dict(TINY_TRAINING, dataloader_drop_last=True),
+            ),
+            "clsa_fmnist": Preset(
+                "Reference CPU protocol: CLSA-Single on 28 px Fashion-MNIST: key and weak 28 px, strong 14 px (4 tokens), queue 4096, m 0.99, grey-image views, 500 steps of batch 256.",
+                config=dict(**FMNIST_BACKBONE, projector_hidden_dim=512, projector_dim=128, queue_size=4096, momentum_base=0.99, momentum_final=0.99),
+                views=dict(
+                    preset="single", key=(28, FMNIST_VIEWS["scale"]), weak=[(28, FMNIST_VIEWS["scale"])], strong=[(14, (0.15, 0.5))],
+                    jitter=FMNIST_VIEWS["jitter"], grayscale_p=FMNIST_VIEWS["grayscale_p"],
+                ),
+                training=FMNIST_TRAINING,
             ),
             "clsa_single_imagenet_r50": Preset(
                 "CLSA-Single, ResNet-50, ImageNet: key 224 + weak 224 + strong 96, queue 65536, tau 0.2, beta 1, m 0.999; SGD lr 0.03*bs/256 (bs 256), wd 1e-4, 200 epochs (paper: 69.4 linear top-1).",

@@ -3,7 +3,7 @@
 from ..modeling.mocov3 import MoCoV3Config, MoCoV3ForPreTraining
 from . import register_recipe
 from .base import MethodRecipe, Preset
-from .two_view import CIFAR_VIT_SMALL, TINY_BACKBONE, TINY_TRAINING, TINY_VIEWS, build_two_views
+from .two_view import CIFAR_VIT_SMALL, FMNIST_BACKBONE, FMNIST_TRAINING, FMNIST_VIEWS, TINY_BACKBONE, TINY_TRAINING, TINY_VIEWS, build_two_views
 
 CITATION = """@inproceedings{chen2021mocov3,
   title={An Empirical Study of Training Self-Supervised Vision Transformers},
@@ -25,6 +25,18 @@ register_recipe(
                 config=dict(**TINY_BACKBONE, projector_hidden_dim=512, projector_dim=128),
                 views=TINY_VIEWS,
                 training=TINY_TRAINING,
+            ),
+            "mocov3_fmnist": Preset(
+                "Reference CPU protocol: 4-block ViT-Tiny/7 on 28 px Fashion-MNIST, grey-image views, 500 steps of batch 256 (benchmark_quality.py --suite cpu).",
+                config=dict(**FMNIST_BACKBONE, projector_hidden_dim=512, projector_dim=128),
+                views=FMNIST_VIEWS,
+                training=FMNIST_TRAINING,
+            ),
+            "mocov3_ddm_fmnist": Preset(
+                "mocov3_fmnist plus CLSA's DDM term on one strong (RandAugment) 14 px view per image, weight 1.",
+                config=dict(**FMNIST_BACKBONE, projector_hidden_dim=512, projector_dim=128, ddm_weight=1.0),
+                views=dict(FMNIST_VIEWS, num_strong_views=1, strong_size=14, strong_scale=(0.15, 0.5)),
+                training=FMNIST_TRAINING,
             ),
             "mocov3_ddm_tiny": Preset(
                 "mocov3_tiny plus CLSA's DDM term on one strong (RandAugment) 16 px view per image, weight 1 (CLSA section 5: DDM helps MoCo).",

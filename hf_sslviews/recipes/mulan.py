@@ -9,7 +9,7 @@ from ..views.base import ViewTransform
 from ..views.multitask import MultiTaskViewTransform
 from . import register_recipe
 from .base import MethodRecipe, Preset
-from .two_view import CIFAR_VIT_SMALL, TINY_BACKBONE, TINY_TRAINING
+from .two_view import CIFAR_VIT_SMALL, FMNIST_BACKBONE, FMNIST_TRAINING, FMNIST_VIEWS, TINY_BACKBONE, TINY_TRAINING
 
 CITATION = """@article{deplaen2026mulan,
   title={Self-Supervised Learning with a Multi-Task Latent Space Objective},
@@ -106,6 +106,15 @@ register_recipe(
                 views=CIFAR_VIEWS,
                 # Five views per image cost ~3x a two-view step: 2 epochs instead of 3.
                 training=dict(TINY_TRAINING, num_train_epochs=2, adam_beta2=0.98, max_grad_norm=0.5),
+            ),
+            "mulan_fmnist": Preset(
+                "Reference CPU protocol: MULAN-MoCo v3, 4-block ViT-Tiny/7 on 28 px Fashion-MNIST: 2 globals at 28 px + 2 locals at 14 px + 1 cutout, grey-image views, 500 steps of batch 256.",
+                config=dict(**FMNIST_BACKBONE, framework="mocov3", projector_hidden_dim=512, projector_dim=128, predictor_hidden_dim=512, loss_temperature=0.2, momentum_base=0.99),
+                views=dict(
+                    preset="cifar", n_local=2, n_cutout=1, local_size=14, global_scale=FMNIST_VIEWS["scale"], cutout_scale=FMNIST_VIEWS["scale"], local_scale=(0.1, 0.4),
+                    jitter=FMNIST_VIEWS["jitter"], grayscale_p=0.0, solarize_p=0.0,
+                ),
+                training=FMNIST_TRAINING,
             ),
             "mulan_byol_imagenet_r50": Preset(
                 "MULAN-BYOL ResNet-50, ImageNet 224 px (+2 locals at 96, 1 cutout): LARS lr 0.4*bs/256 (bs 256), wd 1.5e-6, m 0.996->1, 10 warm-up epochs, 200 epochs (linear top-1 75.6).",

@@ -8,7 +8,7 @@ from ..views.base import ViewTransform
 from ..views.multi_view import MultiViewTransform
 from . import register_recipe
 from .base import MethodRecipe, Preset
-from .two_view import TINY_BACKBONE, TINY_TRAINING
+from .two_view import FMNIST_BACKBONE, FMNIST_TRAINING, FMNIST_VIEWS, TINY_BACKBONE, TINY_TRAINING
 
 CITATION = """@article{shen2023patchmix,
   title={Inter-Instance Similarity Modeling for Contrastive Learning},
@@ -77,6 +77,12 @@ PRESETS = {
         ),
         views=dict(scale=(0.2, 1.0)),
         training={**TINY_TRAINING, "weight_decay": 0.02, "weight_decay_end": 0.2, **_COSINE_TO_1E6},
+    ),
+    "patchmix_fmnist": Preset(
+        "Reference CPU protocol: 4-block ViT-Tiny/7 on 28 px Fashion-MNIST (16 tokens, 8 per source image at m=2), no momentum encoder (the paper's ViT-T), grey-image views, 500 steps of batch 256.",
+        config=dict(**FMNIST_BACKBONE, projector_hidden_dim=512, projector_dim=128, use_momentum_encoder=False),
+        views=FMNIST_VIEWS,
+        training=FMNIST_TRAINING,
     ),
     "patchmix_cifar_vit_tiny": Preset(
         "PatchMix ViT-T/2 on CIFAR (32 px): AdamW lr 2e-3*bs/256 (bs 512), wd 0.02->0.2, tau 0.2, m=2, no momentum encoder, 800 epochs, 100 warm-up (C10 kNN 92.9, C100 68.8).",

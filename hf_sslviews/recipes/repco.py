@@ -12,7 +12,7 @@ from ..views import MultiViewTransform, ViewAugmentation
 from ..views.base import ViewTransform
 from . import register_recipe
 from .base import MethodRecipe, Preset
-from .two_view import MOCOV2_IMAGENET_TRAINING, TINY_BACKBONE, TINY_TRAINING
+from .two_view import FMNIST_BACKBONE, FMNIST_TRAINING, FMNIST_VIEWS, MOCOV2_IMAGENET_TRAINING, TINY_BACKBONE, TINY_TRAINING
 
 CITATION = """@article{repco2023,
   title={RepCo: Replenish sample views with better consistency},
@@ -69,6 +69,12 @@ register_recipe(
                 ),
                 views=dict(scale=(0.2, 1.0)),
                 training=dict(TINY_TRAINING, dataloader_drop_last=True),
+            ),
+            "repco_fmnist": Preset(
+                "Reference CPU protocol: 4-block ViT-Tiny/7 on 28 px Fashion-MNIST (4x4 cell grid), queue 4096, m 0.99, grey-image views, 500 steps of batch 256.",
+                config=dict(**FMNIST_BACKBONE, projector_hidden_dim=512, projector_dim=128, dense_hidden_dim=512, dense_dim=128, queue_size=4096, momentum_base=0.99, momentum_final=0.99),
+                views=FMNIST_VIEWS,
+                training=FMNIST_TRAINING,
             ),
             "repco_imagenet_r50": Preset(
                 "RepCo (reconstruction) ResNet-50 on ImageNet (--dataset_name imagenet-1k): MoCo v2 recipe, SGD lr 0.03*bs/256 (bs 256), wd 1e-4, 200 epochs, tau 0.2, m 0.999, queue 65536; patch term mu 1, r_far 2, 7x7 C5 cells (paper: +1.6 VOC AP50 over MoCo v2).",

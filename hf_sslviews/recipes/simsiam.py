@@ -3,7 +3,7 @@
 from ..modeling.simsiam import SimSiamConfig, SimSiamForPreTraining
 from . import register_recipe
 from .base import MethodRecipe, Preset
-from .two_view import CIFAR_VIT_SMALL, TINY_BACKBONE, TINY_TRAINING, TINY_VIEWS, build_two_views
+from .two_view import CIFAR_VIT_SMALL, FMNIST_BACKBONE, FMNIST_TRAINING, FMNIST_VIEWS, TINY_BACKBONE, TINY_TRAINING, TINY_VIEWS, build_two_views
 
 CITATION = """@inproceedings{chen2021simsiam,
   title={Exploring Simple Siamese Representation Learning},
@@ -25,6 +25,12 @@ register_recipe(
                 config=dict(**TINY_BACKBONE, projector_dim=256, predictor_hidden_dim=64),
                 views=TINY_VIEWS,
                 training=TINY_TRAINING,
+            ),
+            "simsiam_fmnist": Preset(
+                "Reference CPU protocol: 4-block ViT-Tiny/7 on 28 px Fashion-MNIST, grey-image views, 500 steps of batch 256 (benchmark_quality.py --suite cpu).",
+                config=dict(**FMNIST_BACKBONE, projector_dim=256, predictor_hidden_dim=64),
+                views=FMNIST_VIEWS,
+                training=FMNIST_TRAINING,
             ),
             "simsiam_cifar_vit_small": Preset(
                 "SimSiam ViT-Small/4 on 32 px images, CIFAR recipe of the paper (2-layer projector, 2048-d): AdamW lr 5e-4*bs/256, 800 epochs.",

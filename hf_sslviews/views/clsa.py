@@ -41,6 +41,9 @@ CLSA_PRESETS: dict[str, dict] = {
 }
 
 RANDAUGMENT_STAGES = ("after_photometric", "after_geometric")
+# ViewAugmentation arguments a CLSA preset may override for every view (crop sizes and scales
+# have their own arguments).
+PHOTOMETRIC_OVERRIDES = frozenset({"jitter", "jitter_p", "grayscale_p", "blur_p", "blur_sigma", "flip_p"})
 
 
 class StrongViewAugmentation(ViewAugmentation):
@@ -91,7 +94,8 @@ class CLSAViewTransform(ViewTransform):
 
     - ``key_pixel_values``: ``float32 [3, S, S]``, the momentum encoder's view.
     - ``weak_pixel_values``: list over resolutions of ``float32 [3, s, s]``.
-    - ``strong_pixel_values``: list over resolutions of ``float32 [3, s, s]``.
+    - ``strong_pixel_values``: list over resolutions of ``float32 [3, s, s]``; omitted with no
+      strong views (``strong=()``: the MoCo v2 base CLSA is measured against).
     - ``image_ok``: ``bool``.
 
     Augmentations: every view is MoCo v2's pipeline (RandomResizedCrop, flip,
@@ -110,16 +114,18 @@ class CLSAViewTransform(ViewTransform):
         preset: a key of :data:`CLSA_PRESETS` ("single", "multi", "single_cifar", "multi_cifar").
         key: ``(size, (min_scale, max_scale))`` of the key view; overrides the preset.
         weak: sequence of ``(size, (min_scale, max_scale))`` for the weak views; overrides the preset.
-        strong: the same for the strong views; overrides the preset.
+        strong: the same for the strong views; overrides the preset. ``()`` makes no strong
+            views: MoCo v2's key and weak views only (the baseline of the CLSA paper).
         num_ops, apply_p, magnitude_range, pool: :class:`RandAugment` arguments.
         randaugment_stage: ``"after_photometric"`` (official) or ``"after_geometric"``.
         interpolation: crop resize interpolation; "bilinear" is torchvision's
             RandomResizedCrop default, which the official code uses.
         mean, std: normalisation statistics.
         image_column: name of the image column.
+        **photometric: overrides of MoCo v2's photometric settings for every view (``jitter``,
+            ``jitter_p``, ``grayscale_p``, ``blur_p``, ``blur_sigma``, ``flip_p``), e.g.
+            ``jitter=(0.4, 0.4, 0, 0), grayscale_p=0`` for grey images.
     """
-
-    output_keys = ("key_pixel_values", "weak_pixel_values", "strong_pixel_values")
 
     def __init__(
         self,
@@ -137,8 +143,12 @@ class CLSAViewTransform(ViewTransform):
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
         image_column: str = "image",
+        **photometric,
     ):
         super().__init__(image_column=image_column)
+        unknown = sorted(set(photometric) - PHOTOMETRIC_OVERRIDES)
+        if unknown:
+            raise ValueError(f"unknown CLSA view argument(s) {unknown}; the photometric ones are {sorted(PHOTOMETRIC_OVERRIDES)}")
         if preset not in CLSA_PRESETS:
             raise ValueError(f"unknown CLSA preset {preset!r}; choose one of {sorted(CLSA_PRESETS)}")
         if randaugment_stage not in RANDAUGMENT_STAGES:
@@ -147,11 +157,11 @@ class CLSAViewTransform(ViewTransform):
         key = settings["key"] if key is None else key
         weak = settings["weak"] if weak is None else tuple(weak)
         strong = settings["strong"] if strong is None else tuple(strong)
-        if not weak or not strong:
-            raise ValueError(f"CLSA needs at least one weak and one strong view, got {len(weak)} weak and {len(strong)} strong")
+        if not weak:
+            raise ValueError("CLSA needs at least one weak view (the query of the contrastive term), got none")
 
         def settings(size: int, scale: tuple[float, float]) -> dict:
-            return {**VIEW_PRESETS["mocov2"], "size": size, "scale": tuple(scale), "interpolation": interpolation, "mean": mean, "std": std}
+            return {**VIEW_PRESETS["mocov2"], **photometric, "size": size, "scale": tuple(scale), "interpolation": interpolation, "mean": mean, "std": std}
 
         def view(size: int, scale: tuple[float, float]) -> ViewAugmentation:
             return ViewAugmentation(**settings(size, scale))
@@ -161,6 +171,7 @@ class CLSAViewTransform(ViewTransform):
         self.randaugment = RandAugment(num_ops=num_ops, apply_p=apply_p, magnitude_range=magnitude_range, pool=pool)
         self.randaugment_stage = randaugment_stage
         self.strong_views = [StrongViewAugmentation(self.randaugment, randaugment_stage, **settings(*spec)) for spec in strong]
+        self.output_keys = ("key_pixel_values", "weak_pixel_values") + (("strong_pixel_values",) if self.strong_views else ())
 
     def strong_view(self, image: torch.Tensor, index: int = 0) -> tuple[torch.Tensor, list[OpDraw]]:
         """One strong view of a ``uint8 [3, H, W]`` image at resolution ``index``, with the
@@ -168,11 +179,10 @@ class CLSAViewTransform(ViewTransform):
         return self.strong_views[index].with_ops(image)
 
     def make_views(self, image: torch.Tensor) -> dict[str, object]:
-        return {
-            "key_pixel_values": self.key_view(image),
-            "weak_pixel_values": [aug(image) for aug in self.weak_views],
-            "strong_pixel_values": [aug(image) for aug in self.strong_views],
-        }
+        views = {"key_pixel_values": self.key_view(image), "weak_pixel_values": [aug(image) for aug in self.weak_views]}
+        if self.strong_views:
+            views["strong_pixel_values"] = [aug(image) for aug in self.strong_views]
+        return views
 
     def __repr__(self) -> str:
         return (

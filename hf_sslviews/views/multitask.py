@@ -104,7 +104,10 @@ class MultiTaskViewTransform(ViewTransform):
         global_scale, local_scale, cutout_scale: crop area ranges.
         cutout_area, cutout_aspect: the rectangle's area fraction and aspect ranges.
         cutout_blur_p: blur probability of cutout views.
+        jitter: colour jitter strengths (brightness, contrast, saturation, hue) of every view.
         jitter_p: colour jitter probability of every view (0 turns jitter off, e.g. in tests).
+        grayscale_p: grayscale probability of every view.
+        solarize_p: solarize probability of global_2 (grey images on black: 0).
         mean, std: normalisation statistics; ``mean`` is also the cutout fill.
         image_column: name of the image column.
     """
@@ -125,7 +128,10 @@ class MultiTaskViewTransform(ViewTransform):
         cutout_area: tuple[float, float] = (0.2, 0.4),
         cutout_aspect: tuple[float, float] = (3 / 4, 4 / 3),
         cutout_blur_p: float = 0.5,
+        jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1),
         jitter_p: float = 0.8,
+        grayscale_p: float = 0.2,
+        solarize_p: float = 0.2,
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
         image_column: str = "image",
@@ -145,8 +151,8 @@ class MultiTaskViewTransform(ViewTransform):
         # Validate the rectangle's ranges now rather than at the first image.
         cutout_box(8, 8, cutout_area, cutout_aspect)
 
-        common = dict(jitter=(0.4, 0.4, 0.2, 0.1), jitter_p=jitter_p, grayscale_p=0.2, flip_p=0.5, interpolation="bicubic", mean=mean, std=std)
-        global_settings = (dict(blur_p=1.0, solarize_p=0.0), dict(blur_p=0.1, solarize_p=0.2))
+        common = dict(jitter=tuple(jitter), jitter_p=jitter_p, grayscale_p=grayscale_p, flip_p=0.5, interpolation="bicubic", mean=mean, std=std)
+        global_settings = (dict(blur_p=1.0, solarize_p=0.0), dict(blur_p=0.1, solarize_p=solarize_p))
         self.global_views = [
             ViewAugmentation(size=global_size, scale=global_scale, **common, **global_settings[i % 2]) for i in range(n_global)
         ]

@@ -39,8 +39,8 @@ class PatchMixPreTrainingOutput(ModelOutput):
     Args:
         loss: scalar total loss, ``id + 0.5 * mix_origin + 0.5 * mix_mix (+ local)``.
         id_loss: scalar ``SCE(q(x1), k(x2), T_id)`` (origin -> origin, label-smoothed).
-        mix_origin_loss: scalar ``SCE(q(mix(x2)), k(x1), T_mix)``, unweighted.
-        mix_mix_loss: scalar ``SCE(q(mix(x2)), k(mix(x1)), T_mm)``, unweighted.
+        mix_origin_loss: scalar ``SCE(q(mix(x2)), k(x1), T_mix)``, unweighted; ``None`` when both mix weights are 0.
+        mix_mix_loss: scalar ``SCE(q(mix(x2)), k(mix(x1)), T_mm)``, unweighted; ``None`` when both mix weights are 0.
         local_loss: scalar weighted sum of the local-crop terms, averaged over local crops
             (``None`` without local crops).
         embeddings_1: ``[B, D]`` online backbone features (CLS token) of view 1.
@@ -145,36 +145,44 @@ class PatchMixForPreTraining(PatchMixPreTrainedModel):
         config = self.config
         tau, gather = config.loss_temperature, config.gather_distributed
         num_groups = self.sample_num_groups()
-        # Independent permutations per view, the same pairing (g takes group j from g + j).
-        mixed_1 = self._mix(pixel_values_1, num_groups)
-        mixed_2 = self._mix(pixel_values_2, num_groups)
-        _, q_mix = self._query(mixed_2)
         h2, k2 = self._key(pixel_values_2)
-        _, k1 = self._key(pixel_values_1)
-        _, k_mix1 = self._key(mixed_1)
         targets = self._targets(pixel_values_1.shape[0], num_groups, pixel_values_1.device)
-
         # Eq. of METHODS.md section 2: one direction (x1 -> x2), mix terms weighted 0.5 each.
         id_loss = soft_target_cross_entropy(q1, k2, targets.identity, tau, gather)
-        mix_origin_loss = soft_target_cross_entropy(q_mix, k1, targets.mix_origin, tau, gather)
-        mix_mix_loss = soft_target_cross_entropy(q_mix, k_mix1, targets.mix_mix, tau, gather)
-        loss = id_loss + config.mix_origin_weight * mix_origin_loss + config.mix_mix_weight * mix_mix_loss
+        loss, mix_origin_loss, mix_mix_loss = id_loss, None, None
+        # With both mix weights at 0 (the instance-discrimination baseline of the paper) no mixed
+        # image is made or encoded: the baseline costs what it would cost on its own.
+        mixing = config.mix_origin_weight > 0 or config.mix_mix_weight > 0
+        if mixing:
+            # Independent permutations per view, the same pairing (g takes group j from g + j).
+            mixed_1 = self._mix(pixel_values_1, num_groups)
+            mixed_2 = self._mix(pixel_values_2, num_groups)
+            _, q_mix = self._query(mixed_2)
+            _, k1 = self._key(pixel_values_1)
+            _, k_mix1 = self._key(mixed_1)
+            mix_origin_loss = soft_target_cross_entropy(q_mix, k1, targets.mix_origin, tau, gather)
+            mix_mix_loss = soft_target_cross_entropy(q_mix, k_mix1, targets.mix_mix, tau, gather)
+            loss = loss + config.mix_origin_weight * mix_origin_loss + config.mix_mix_weight * mix_mix_loss
 
         local_loss = None
         crops = split_views(local_pixel_values, "local_pixel_values")
         if crops:
             # Each local crop: the same id and mix terms against both global views' keys,
             # summed over the two global views, averaged over crops.
-            _, k_mix2 = self._key(mixed_2)
-            global_keys = ((k1, k_mix1), (k2, k_mix2))
+            if mixing:
+                _, k_mix2 = self._key(mixed_2)
+            else:
+                _, k1 = self._key(pixel_values_1)
             total = 0.0
             for crop in crops:
                 _, q_local = self._query(crop)
-                _, q_local_mix = self._query(self._mix(crop, num_groups))
-                for key, mixed_key in global_keys:
+                for key in (k1, k2):
                     total = total + soft_target_cross_entropy(q_local, key, targets.identity, tau, gather)
-                    total = total + config.mix_origin_weight * soft_target_cross_entropy(q_local_mix, key, targets.mix_origin, tau, gather)
-                    total = total + config.mix_mix_weight * soft_target_cross_entropy(q_local_mix, mixed_key, targets.mix_mix, tau, gather)
+                if mixing:
+                    _, q_local_mix = self._query(self._mix(crop, num_groups))
+                    for key, mixed_key in ((k1, k_mix1), (k2, k_mix2)):
+                        total = total + config.mix_origin_weight * soft_target_cross_entropy(q_local_mix, key, targets.mix_origin, tau, gather)
+                        total = total + config.mix_mix_weight * soft_target_cross_entropy(q_local_mix, mixed_key, targets.mix_mix, tau, gather)
             local_loss = total / len(crops)
             loss = loss + local_loss
 
