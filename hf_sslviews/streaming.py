@@ -97,7 +97,11 @@ def streaming_views(
     if shuffle_buffer_size:
         dataset = dataset.shuffle(seed=seed, buffer_size=shuffle_buffer_size)
     columns = dataset.column_names  # None when the source does not declare its features
-    return dataset.map(transform, batched=True, batch_size=map_batch_size, remove_columns=columns)
+    mapped = dataset.map(transform, batched=True, batch_size=map_batch_size, remove_columns=columns)
+    # What with_transform records for a map-style dataset: the Trainer reads the views' settings
+    # (APS's chunks per batch) from it.
+    mapped.view_transform = transform
+    return mapped
 
 
 def configure_streaming(training_args) -> None:

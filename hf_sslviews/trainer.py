@@ -10,6 +10,7 @@ resume, DDP / FSDP, ``report_to`` and ``push_to_hub`` are the stock machinery.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 from dataclasses import dataclass, field
@@ -44,6 +45,10 @@ class SSLTrainingArguments(TrainingArguments):
     dataloader_pin_memory: bool = field(
         default_factory=torch.cuda.is_available, metadata={"help": "Pin host memory for faster GPU copies (on by default only when a GPU is present)."}
     )
+    dataloader_drop_last: bool = field(
+        default=True,
+        metadata={"help": "Drop the last incomplete batch of an epoch (default True here): BatchNorm heads cannot train on a batch of one image, and MoCo v2 queues need full batches."},
+    )
     prediction_loss_only: bool = field(default=True, metadata={"help": "Evaluation reports the SSL loss only (there are no logits to gather)."})
     optim_recipe: str = field(
         default="default",
@@ -57,10 +62,32 @@ class SSLTrainingArguments(TrainingArguments):
         default=None,
         metadata={"help": "APS: optimizer steps per loaded batch, one per patch chunk, on the same augmented images. Default: every chunk the views make (K = 1/ratio); 1 turns reuse off."},
     )
+    predictor_lr_multiplier: float = field(
+        default=1.0,
+        metadata={"help": "Learning rate of the predictor heads (parameters named 'predictor*') as a multiple of --learning_rate, following the same schedule. >1 speeds up BYOL / SimSiam / MULAN at small budgets (a predictor that lags the projector slows the start)."},
+    )
     max_bad_image_fraction: float = field(
         default=0.01,
         metadata={"help": "Undecodable images are skipped and counted; training stops when more than this fraction of the images seen are bad."},
     )
+
+
+    def __post_init__(self):
+        # torchrun / accelerate launch on a machine without an accelerator: without use_cpu the
+        # Trainer runs one independent single-process training per process (identical losses,
+        # then a race to write the same checkpoint). CPU DDP is what such a launch means.
+        launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        if launched and not self.use_cpu and not _has_accelerator():
+            logger.warning("%s processes launched on a machine without GPU: training with CPU DDP (gloo), as --use_cpu True would.", os.environ["WORLD_SIZE"])
+            self.use_cpu = True
+        super().__post_init__()
+
+
+def _has_accelerator() -> bool:
+    accelerator = getattr(torch, "accelerator", None)
+    if accelerator is not None and hasattr(accelerator, "is_available"):
+        return bool(accelerator.is_available())
+    return torch.cuda.is_available()
 
 
 class NonFiniteLossError(RuntimeError):
@@ -87,6 +114,15 @@ class SSLTrainer(Trainer):
             if views.seed is None:
                 views.seed = self.args.seed
             self.add_callback(ViewEpochCallback(views))
+            # Views that make K patch chunks per image (APS) are trained one optimizer step per
+            # chunk, whoever builds the Trainer: the script or a user's own Python.
+            chunks = getattr(views, "num_chunks", None)
+            if self.args.aps_chunks_per_batch is None and chunks:
+                self.args.aps_chunks_per_batch = int(chunks)
+        if self.args.aps_chunks_per_batch is not None and self.args.aps_chunks_per_batch < 1:
+            raise ValueError(f"--aps_chunks_per_batch must be at least 1 (1 turns the chunk steps off), got {self.args.aps_chunks_per_batch}")
+        if views is not None and getattr(views, "num_chunks", None) and (self.args.aps_chunks_per_batch or 1) > views.num_chunks:
+            raise ValueError(f"--aps_chunks_per_batch {self.args.aps_chunks_per_batch} is more than the {views.num_chunks} patch chunks the views make; give at most {views.num_chunks}")
         _warn_if_datasets_decodes(self.train_dataset)
         if self.args.weight_decay_end is not None:
             self.add_callback(WeightDecayScheduleCallback(self.args.weight_decay, self.args.weight_decay_end))
@@ -101,11 +137,27 @@ class SSLTrainer(Trainer):
 
     # -- inputs ---------------------------------------------------------------------------
     def get_train_dataloader(self):
+        self._check_one_batch_fits()
         loader = super().get_train_dataloader()
         chunks = self.args.aps_chunks_per_batch
         if chunks is not None and chunks > 1:
             loader = ChunkRepeatingLoader(loader, chunks)
         return loader
+
+    def _check_one_batch_fits(self) -> None:
+        """A training set smaller than one global batch trains zero steps under drop_last: say so."""
+        try:
+            rows = len(self.train_dataset)
+        except TypeError:  # a stream: its length is unknown
+            return
+        batch = self.args.per_device_train_batch_size * max(1, self.args.world_size)
+        if self.args.dataloader_drop_last and rows < batch:
+            raise ValueError(
+                f"the training set has {rows} images, fewer than one batch ({self.args.per_device_train_batch_size} per device "
+                f"x {max(1, self.args.world_size)} processes = {batch}); with dataloader_drop_last (the default, which keeps "
+                f"BatchNorm heads from a batch of one image) no step would train. Lower --per_device_train_batch_size to "
+                f"at most {rows // max(1, self.args.world_size)} or add images."
+            )
 
     def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
         skipped = inputs.pop("num_skipped_images", None)
@@ -167,8 +219,13 @@ class SSLTrainer(Trainer):
         if "loss" in logs:
             self._check_finite()
             if self._term_count:
-                for key, total in self._term_sums.items():
-                    logs[key] = round(float(total) / self._term_count, 6)
+                # Each term averaged over the steps since the last log, then over processes, as
+                # the Trainer averages `loss` (one process's terms alone would not add up to it).
+                keys = sorted(self._term_sums)
+                means = torch.stack([self._term_sums[key] / self._term_count for key in keys])
+                if self.args.world_size > 1:
+                    means = self.accelerator.reduce(means, reduction="mean")
+                logs.update({key: round(value, 6) for key, value in zip(keys, means.tolist())})
             self._term_sums, self._term_count = {}, 0
             if self.images_skipped:
                 logs["skipped_images"] = self.images_skipped
@@ -260,8 +317,42 @@ class SSLTrainer(Trainer):
         return [name for name, param in model.named_parameters() if param.ndim > 1 and name not in skip]
 
     def create_optimizer(self, model=None):
-        if self.args.optim_recipe == "default" or self.optimizer is not None:
-            return super().create_optimizer(model) if model is not None else super().create_optimizer()
+        if self.optimizer is not None:
+            return self.optimizer
+        if self.args.optim_recipe == "default":
+            super().create_optimizer(model) if model is not None else super().create_optimizer()
+        else:
+            self._create_recipe_optimizer(model)
+        self._scale_predictor_learning_rate(self.model if model is None else model)
+        return self.optimizer
+
+    def _scale_predictor_learning_rate(self, model) -> None:
+        """Move the predictor parameters of every group into a twin group with ``lr * predictor_lr_multiplier``.
+
+        Done before the scheduler is built, so the schedule scales each group from its own
+        initial rate and the predictor keeps its multiple throughout.
+        """
+        multiplier = self.args.predictor_lr_multiplier
+        if not (math.isfinite(multiplier) and multiplier > 0):
+            raise ValueError(f"--predictor_lr_multiplier must be a positive number, got {multiplier}")
+        if multiplier == 1.0:
+            return
+        predictor = {id(param) for name, param in model.named_parameters() if name.split(".")[0].startswith("predictor")}
+        if not predictor:
+            raise ValueError(f"--predictor_lr_multiplier {multiplier}: {type(model).__name__} has no predictor head (no parameter named 'predictor*')")
+        groups = []
+        for group in self.optimizer.param_groups:
+            heads = [p for p in group["params"] if id(p) in predictor]
+            rest = [p for p in group["params"] if id(p) not in predictor]
+            if rest:
+                groups.append({**group, "params": rest})
+            if heads:
+                groups.append({**group, "params": heads, "lr": group["lr"] * multiplier})
+        self.optimizer.param_groups.clear()
+        for group in groups:
+            self.optimizer.add_param_group(group)
+
+    def _create_recipe_optimizer(self, model=None):
         model = self.model if model is None else model
         decay = set(self.get_decay_parameter_names(model))
         params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -289,8 +380,9 @@ def _replace_pickled_arguments(output_dir: str, args: TrainingArguments) -> None
 
 
 def _view_transform_of(dataset) -> Optional[ViewTransform]:
-    """The view transform a map-style dataset was given with ``with_transform``, if any."""
+    """The view transform of a dataset: given with ``with_transform``, or mapped by ``streaming_views``."""
     transform = (getattr(dataset, "format", None) or {}).get("format_kwargs", {}).get("transform")
+    transform = transform if transform is not None else getattr(dataset, "view_transform", None)
     return transform if isinstance(transform, ViewTransform) else None
 
 

@@ -222,19 +222,25 @@ def ours_model(method: str, backbone: str, size: int):
     return model_class(config_class(**BACKBONES[backbone], image_size=size, **HEADS[method]))
 
 
-def _timm_backbone(backbone: str):
+def _timm_backbone(spec: dict):
     # timm.create_model(name, num_classes=0, dynamic_img_size=True for ViTs, **kwargs): the very
     # backbone our models build (dynamic size so that 16 px local crops go through the 32 px ViT).
     from hf_sslviews.modeling.common.backbone import create_timm_model
 
-    spec = BACKBONES[backbone]
     return create_timm_model(spec["backbone"], spec["backbone_kwargs"])
 
 
 class LightlyLoop:
-    """lightly's way: a ``nn.Module`` of its heads, its loss, its momentum utilities."""
+    """lightly's way: a ``nn.Module`` of its heads, its loss, its momentum utilities.
 
-    def __init__(self, method: str, backbone: str):
+    Args:
+        method: "byol", "mocov3", "simsiam" or "mulan".
+        backbone: a key of ``BACKBONES``, or a ``{"backbone", "backbone_kwargs"}`` dict.
+        heads: head widths (``HEADS[method]`` by default).
+        temperature: MoCo v3's InfoNCE temperature.
+    """
+
+    def __init__(self, method: str, backbone, heads: dict | None = None, temperature: float = 0.2):
         import torch
         from lightly.loss import NegativeCosineSimilarity, NTXentLoss
         from lightly.models.modules.heads import (
@@ -247,9 +253,9 @@ class LightlyLoop:
         from lightly.models.utils import deactivate_requires_grad
 
         self.method = method
-        heads = HEADS[method]
+        heads = HEADS[method] if heads is None else heads
         net = torch.nn.Module()
-        net.backbone = _timm_backbone(backbone)
+        net.backbone = _timm_backbone(BACKBONES[backbone] if isinstance(backbone, str) else backbone)
         dim = net.backbone.num_features
         if method in ("byol", "mulan"):
             net.projection_head = BYOLProjectionHead(dim, heads["projector_hidden_dim"], heads["projector_dim"])
@@ -262,7 +268,7 @@ class LightlyLoop:
         elif method == "mocov3":
             net.projection_head = MoCoProjectionHead(dim, heads["projector_hidden_dim"], heads["projector_dim"], num_layers=3, batch_norm=True)
             net.prediction_head = MoCoProjectionHead(heads["projector_dim"], heads["projector_hidden_dim"], heads["projector_dim"], num_layers=2, batch_norm=True)
-            self.criterion = NTXentLoss(temperature=0.2)
+            self.criterion = NTXentLoss(temperature=temperature)
         else:
             net.projection_head = SimSiamProjectionHead(dim, heads["projector_dim"], heads["projector_dim"])
             net.prediction_head = SimSiamPredictionHead(heads["projector_dim"], heads["predictor_hidden_dim"], heads["projector_dim"])
@@ -329,12 +335,12 @@ class LightlyLoop:
             total = total + torch.stack(terms).mean()
         return total
 
-    def after_step(self):
+    def after_step(self, momentum: float = MOMENTUM):
         from lightly.models.utils import update_momentum
 
         if self.method != "simsiam":
-            update_momentum(self.net.backbone, self.net.backbone_momentum, m=MOMENTUM)
-            update_momentum(self.net.projection_head, self.net.projection_head_momentum, m=MOMENTUM)
+            update_momentum(self.net.backbone, self.net.backbone_momentum, m=momentum)
+            update_momentum(self.net.projection_head, self.net.projection_head_momentum, m=momentum)
 
 
 class OursLoop:

@@ -57,6 +57,8 @@ class Arm:
     preset: str
     description: str
     flags: tuple[str, ...] = ()
+    # "pretrain": scripts/run_pretrain.py; "lightly": scripts/train_lightly_peer.py (lightly's loop, same preset).
+    runner: str = "pretrain"
 
 
 def _cpu_arms() -> dict[str, Arm]:
@@ -74,6 +76,10 @@ def _cpu_arms() -> dict[str, Arm]:
         # APS steps are several times cheaper than MoCo v3's: the same wall time buys more of them.
         Arm("aps_equal_time", "aps_fmnist_equal_time", "APS with the optimizer steps that fit MoCo v3's training time"),
     ]
+    # The peers: lightly's own heads, losses and momentum update, with our preset's backbone, view
+    # tensors, optimizer, schedule and steps (scripts/train_lightly_peer.py).
+    arms += [Arm(f"lightly_{method}", f"{method}_fmnist", f"lightly's {name} loop under `{method}_fmnist`", runner="lightly")
+             for method, name in (("byol", "BYOL"), ("simsiam", "SimSiam"), ("mocov3", "MoCo-style (NTXent)"))]
     return {arm.name: arm for arm in arms}
 
 
@@ -108,6 +114,9 @@ CLAIMS = (
     ("MULAN (one predictor per view type) beats one shared predictor on the same views", "mulan", "mulan_shared"),
     ("MULAN beats its framework with two views only", "mulan", "mulan_two_views"),
 )
+
+# Ours against lightly under the same protocol: ours must not be worse beyond seed noise.
+PARITY = (("byol", "lightly_byol"), ("simsiam", "lightly_simsiam"), ("mocov3", "lightly_mocov3"))
 
 # The kNN monitor's fixed labelled subset: the first images of each split.
 MONITOR_TRAIN, MONITOR_TEST = 5000, 1000
@@ -161,10 +170,10 @@ def verdict(method: list[float], baseline: list[float]) -> dict:
     return {"difference": difference, "noise": noise, "verdict": outcome}
 
 
-def claims_table(rows: list[dict], metric: str = "knn_top1") -> list[dict]:
+def claims_table(rows: list[dict], metric: str = "knn_top1", claims=CLAIMS) -> list[dict]:
     """Every claim whose two arms both have finished runs, with its verdict on ``metric``."""
     table = []
-    for claim, method, baseline in CLAIMS:
+    for claim, method, baseline in claims:
         scores = {arm: [row[metric] for row in rows if row["arm"] == arm and row.get(metric) is not None] for arm in (method, baseline)}
         if not scores[method] or not scores[baseline]:
             continue
@@ -190,6 +199,12 @@ def run_logged(command: list[str], log: Path) -> float:
 
 
 def pretrain_command(suite: Suite, arm: Arm, seed: int, out: Path, monitor_steps: int) -> list[str]:
+    if arm.runner == "lightly":
+        command = [sys.executable, "scripts/train_lightly_peer.py", "--preset", arm.preset, "--dataset_name", suite.dataset, "--train_split", suite.train_split,
+                   "--test_split", suite.test_split, "--output_dir", str(out), "--seed", str(seed)]
+        if monitor_steps:
+            command += ["--knn_monitor_steps", str(monitor_steps), "--knn_monitor_max_train_samples", str(MONITOR_TRAIN), "--knn_monitor_max_test_samples", str(MONITOR_TEST)]
+        return command
     command = [
         sys.executable, "scripts/run_pretrain.py", "--preset", arm.preset, "--dataset_name", suite.dataset, "--train_split", suite.train_split,
         "--output_dir", str(out), "--save_strategy", "no", "--report_to", "none", "--seed", str(seed), "--disable_tqdm", "True",
@@ -311,6 +326,8 @@ def finish_report(report: dict, suite: Suite, suite_name: str) -> None:
     }
     report["summary"] = summarise(report["results"], arms)
     report["claims"] = {metric: claims_table(report["results"], metric) for metric in ("knn_top1", "linear_top1")}
+    parity = tuple((f"hf_sslviews' {ours} against lightly's", ours, peer) for ours, peer in PARITY)
+    report["parity"] = claims_table(report["results"], "knn_top1", parity)
     report["results"].sort(key=lambda row: (arms.index(row["arm"]) if row["arm"] in arms else len(arms), row["seed"]))
     write_report(report, RESULTS / f"quality_{suite_name}.json")
     (RESULTS / f"quality_{suite_name}.md").write_text(markdown(report, suite))
@@ -363,6 +380,13 @@ def markdown(report: dict, suite: Suite) -> str:
                     f"| {claim['claim']} (`{claim['method']}` vs `{claim['baseline']}`) | {metric.replace('_top1', '')} | "
                     f"{100 * claim['difference']:+.1f} | {noise} | {claim['method_seeds']} / {claim['baseline_seeds']} | {claim['verdict']} |"
                 )
+    if report.get("parity"):
+        outcome = {"holds": "ours better", "fails": "ours worse", "not resolved": "equal within seed noise"}
+        lines += ["", "| peer parity (kNN top-1) | ours − lightly (points) | 2 × noise | seeds | outcome |", "|---|---|---|---|---|"]
+        for row in report["parity"]:
+            noise = f"{200 * row['noise']:.1f}" if row["noise"] is not None else "—"
+            lines.append(f"| `{row['method']}` vs `{row['baseline']}` | {100 * row['difference']:+.1f} | {noise} | {row['method_seeds']} / {row['baseline_seeds']} | "
+                         f"{outcome.get(row['verdict'], row['verdict'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -458,6 +482,7 @@ def main() -> None:
             shutil.rmtree(out, ignore_errors=True)
             steps = preset_max_steps(arm.preset)
             command = pretrain_command(suite, arm, seed, out, max(1, steps // 10) if steps else 0)
+            load_before = os.getloadavg()[0]
             try:
                 wall = run_logged(command, work / f"{name}_seed{seed}.log")
                 results = json.loads((out / "results.json").read_text())
@@ -465,6 +490,8 @@ def main() -> None:
                     "arm": name, "seed": seed, "preset": arm.preset, "flags": list(arm.flags),
                     "optimizer_steps": results["train"].get("total_steps") or steps,
                     "train_seconds": round(results["train"]["train_runtime"], 1), "wall_seconds": round(wall, 1),
+                    # A 1-minute load above ~2 on the 2-core machine means something else ran beside it.
+                    "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
                     **scorer.backbone(out / "backbone"),
                     "curve": results.get("knn_monitor", []),
                 }

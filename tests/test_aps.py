@@ -323,3 +323,28 @@ def test_visualize_views__aps_writes_a_png(tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
     with pytest.raises(SystemExit):
         visualizer.main(["--method", "aps", "--output", str(tmp_path / "bad.png"), "--num_images", "1", "--size", "32", "--patch_size", "8", "--chunk", "4"])
+
+
+def test_trainer_from_python__aps_views_train_every_chunk_without_any_flag(tiny_vit_kwargs, tmp_path):
+    """The README's "From Python" path: SSLTrainer reads K from the views, as the script does."""
+    from unittest import mock
+
+    from hf_sslviews.trainer import SSLTrainer, SSLTrainingArguments
+    from hf_sslviews.views.aps import APSViewTransform
+
+    model = make(tiny_vit_kwargs)
+    views = APSViewTransform(size=32, patch_size=8, ratio=0.25, num_chunks=4)
+    train = random_image_dataset(8).with_transform(views)
+    args = SSLTrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, num_train_epochs=1, save_strategy="no",
+                                report_to="none", use_cpu=True, disable_tqdm=True, seed=0)
+    trainer = SSLTrainer(model=model, args=args, train_dataset=train, data_collator=ViewCollator())
+    assert trainer.args.aps_chunks_per_batch == 4
+    chunks = []
+    forward = model.forward
+    with mock.patch.object(model, "forward", side_effect=lambda **kw: chunks.append(int(kw["chunk_index"])) or forward(**kw)):
+        trainer.train()
+    assert trainer.state.global_step == 8 and chunks == [0, 1, 2, 3] * 2  # 2 batches x 4 chunks
+    with pytest.raises(ValueError, match="more than the 4 patch chunks"):
+        SSLTrainer(model=model, args=SSLTrainingArguments(**{**args.to_dict(), "aps_chunks_per_batch": 10}), train_dataset=train, data_collator=ViewCollator())
+    with pytest.raises(ValueError, match="at least 1"):
+        SSLTrainer(model=model, args=SSLTrainingArguments(**{**args.to_dict(), "aps_chunks_per_batch": 0}), train_dataset=train, data_collator=ViewCollator())

@@ -1,4 +1,6 @@
-"""The scoreboard's summary over seeds: means, sample standard deviations, failures."""
+"""The quality protocol's statistics: means and spreads over seeds, claim verdicts, curves, tables."""
+
+import json
 
 import pytest
 
@@ -7,31 +9,100 @@ from .helpers import load_script
 quality = load_script("benchmark_quality")
 
 
-def _row(method, seed, knn, linear=None, **extra):
-    return {"method": method, "seed": seed, "knn_top1": knn, "linear_top1": linear, "train_seconds": 10.0 + seed, "random_init_knn_top1": 0.4, **extra}
+def _row(arm, seed, knn, linear=None, **extra):
+    return {"arm": arm, "seed": seed, "knn_top1": knn, "linear_top1": linear, "train_seconds": 10.0 + seed, "optimizer_steps": 500, **extra}
 
 
 def test_summarise__mean_and_sample_standard_deviation_over_seeds():
-    rows = [_row("byol", 0, 0.40, 0.60, random_init_linear_top1=0.5), _row("byol", 1, 0.50, 0.70), _row("byol", 2, 0.60, 0.80)]
-    (entry,) = quality.summarise(rows)
+    rows = [_row("byol", 0, 0.40, 0.60), _row("byol", 1, 0.50, 0.70), _row("byol", 2, 0.60, 0.80)]
+    (entry,) = quality.summarise(rows, ["aps", "byol"])
     assert entry["seeds"] == [0, 1, 2] and entry["failed_runs"] == 0
     assert entry["knn_top1"] == pytest.approx(0.5)
     assert entry["knn_top1_std"] == pytest.approx(0.1)  # sqrt(((-.1)^2 + 0 + .1^2) / 2)
     assert entry["linear_top1"] == pytest.approx(0.7) and entry["train_seconds"] == pytest.approx(11.0)
-    assert entry["random_init_linear_top1"] == pytest.approx(0.5)  # probed once, from the run that has it
 
 
 def test_summarise__failed_runs_are_counted_not_averaged():
-    rows = [_row("aps", 0, 0.6), {"method": "aps", "seed": 1, "error": "boom"}, {"method": "simsiam", "seed": 0, "error": "boom"}]
-    aps, simsiam = quality.summarise(rows)
+    rows = [_row("aps", 0, 0.6), {"arm": "aps", "seed": 1, "error": "boom"}, {"arm": "simsiam", "seed": 0, "error": "boom"}]
+    aps, simsiam = quality.summarise(rows, ["aps", "simsiam"])
     assert aps["seeds"] == [0] and aps["failed_runs"] == 1 and aps["knn_top1"] == pytest.approx(0.6)
-    assert simsiam == {"method": "simsiam", "seeds": [], "failed_runs": 1}
+    assert simsiam == {"arm": "simsiam", "seeds": [], "failed_runs": 1}
 
 
-def test_markdown_table__shows_spread_only_with_several_seeds():
-    rows = [_row("aps", 0, 0.60, 0.70), _row("aps", 1, 0.64, 0.72), _row("byol", 0, 0.41)]
-    report = {"summary": quality.summarise(rows), "floors": {"raw_pixel_knn": {"top1": 0.75}}}
-    table = quality.markdown_table(report)
-    assert "| aps | 62.0 ± 2.8 | 71.0 ± 1.4 | 0, 1 |" in table
-    assert "| byol | 41.0 | — | 0 |" in table
-    assert "| raw pixels (floor) | 75.0 |" in table
+@pytest.mark.parametrize(
+    "method, baseline, outcome",
+    [
+        ([0.80, 0.81, 0.82], [0.70, 0.71, 0.72], "holds"),  # +10 points, noise 1: far beyond 2 sd
+        ([0.70, 0.71, 0.72], [0.80, 0.81, 0.82], "fails"),
+        ([0.80, 0.83, 0.86], [0.78, 0.80, 0.82], "not resolved"),  # +3 points, noise 3: under 2 sd
+    ],
+)
+def test_verdict__difference_against_two_standard_deviations(method, baseline, outcome):
+    result = quality.verdict(method, baseline)
+    assert result["verdict"] == outcome
+    assert result["difference"] == pytest.approx(sum(method) / 3 - sum(baseline) / 3)
+
+
+def test_verdict__one_seed_is_never_a_verdict():
+    assert quality.verdict([0.9], [0.1, 0.2])["verdict"].startswith("not resolved")
+
+
+def test_claims_table__pairs_the_arms_of_each_claim():
+    rows = [_row("aps", s, 0.80 + 0.01 * s) for s in range(3)] + [_row("mocov3", s, 0.70 + 0.01 * s) for s in range(3)]
+    (claim,) = [c for c in quality.claims_table(rows) if c["baseline"] == "mocov3" and c["method"] == "aps"]
+    assert claim["verdict"] == "holds" and claim["difference"] == pytest.approx(0.10)
+    assert all(c["method"] in ("aps", "mocov3") and c["baseline"] in ("aps", "mocov3") for c in quality.claims_table(rows))
+
+
+def test_mean_curve__averages_seeds_at_the_steps_they_share():
+    curve = lambda knns: [{"step": 10 * (i + 1), "train_seconds": 5.0 * (i + 1), "knn_top1": v} for i, v in enumerate(knns)]  # noqa: E731
+    rows = [{"curve": curve([0.5, 0.6, 0.7])}, {"curve": curve([0.3, 0.4])}]
+    steps, seconds, knn = quality.mean_curve(rows)
+    assert steps == [10, 20] and seconds == [5.0, 10.0] and knn == pytest.approx([0.4, 0.5])
+
+
+def test_markdown__spread_with_several_seeds_floors_and_claims():
+    suite = quality.SUITES["cpu"]
+    rows = [_row("aps", 0, 0.60, 0.70), _row("aps", 1, 0.64, 0.72), _row("mocov3", 0, 0.41), _row("mocov3", 1, 0.43)]
+    report = {
+        "results": rows,
+        "summary": quality.summarise(rows, list(suite.arms)),
+        "claims": {"knn_top1": quality.claims_table(rows)},
+        "floors": {"raw_pixels": {"knn_top1": 0.85, "linear_top1": 0.84}, "random_init": {"vit": {"0": {"knn_top1": 0.44, "linear_top1": 0.7}, "1": {"knn_top1": 0.46, "linear_top1": 0.72}}}},
+    }
+    table = quality.markdown(report, suite)
+    assert "| aps | 62.0 ± 2.8 | 71.0 ± 1.4 | 0, 1 | 500 |" in table
+    assert "| mocov3 | 42.0 ± 1.4 | — | 0, 1 |" in table
+    assert "| random init (floor) | 45.0 ± 1.4 | 71.0 ± 1.4 | 2 inits |" in table
+    assert "| raw pixels (floor) | 85.0 | 84.0 |" in table
+    # +20 points against a noise of 2.8: the claim holds.
+    assert "APS beats MoCo v3 with the same ViT at equal optimizer steps (`aps` vs `mocov3`) | knn | +20.0 | 5.7 | 2 / 2 | holds |" in table
+
+
+def test_pretrain_command__monitor_on_the_fixed_subset_and_the_arm_flags_last(tmp_path):
+    suite = quality.SUITES["cpu"]
+    arm = suite.arms["patchmix_no_mix"]
+    command = quality.pretrain_command(suite, arm, seed=2, out=tmp_path, monitor_steps=50)
+    assert command[command.index("--preset") + 1] == "patchmix_fmnist" and command[command.index("--seed") + 1] == "2"
+    assert command[command.index("--knn_monitor_steps") + 1] == "50"
+    assert command[command.index("--knn_monitor_max_train_samples") + 1] == str(quality.MONITOR_TRAIN)
+    overrides = json.loads(command[command.index("--config_overrides") + 1])
+    assert overrides == {"mix_origin_weight": 0.0, "mix_mix_weight": 0.0}
+
+
+def test_every_cpu_arm_names_a_preset_with_a_step_budget():
+    for arm in quality.SUITES["cpu"].arms.values():
+        assert quality.preset_max_steps(arm.preset), arm
+    for _, method, baseline in quality.CLAIMS:
+        assert method in quality.SUITES["cpu"].arms and baseline in quality.SUITES["cpu"].arms
+
+
+def test_parity__lightly_arms_run_the_peer_script_on_the_same_preset(tmp_path):
+    suite = quality.SUITES["cpu"]
+    command = quality.pretrain_command(suite, suite.arms["lightly_byol"], seed=1, out=tmp_path, monitor_steps=50)
+    assert command[1] == "scripts/train_lightly_peer.py" and command[command.index("--preset") + 1] == "byol_fmnist"
+    assert command[command.index("--knn_monitor_max_test_samples") + 1] == str(quality.MONITOR_TEST)
+    rows = [_row("byol", s, 0.70 + 0.01 * s) for s in range(3)] + [_row("lightly_byol", s, 0.80 + 0.01 * s) for s in range(3)]
+    parity = quality.claims_table(rows, "knn_top1", tuple(("x", ours, peer) for ours, peer in quality.PARITY))
+    report = {"results": rows, "summary": quality.summarise(rows, list(suite.arms)), "floors": {}, "parity": parity}
+    assert "| `byol` vs `lightly_byol` | -10.0 | 2.0 | 3 / 3 | ours worse |" in quality.markdown(report, suite)

@@ -11,6 +11,7 @@ backbone once.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -150,7 +151,8 @@ def test_run_pretrain__torchrun_two_processes_exports_backbone_once(tmp_path):
         "--method", "mocov3",
         "--backbone_kwargs", json.dumps({"img_size": 32, "patch_size": 8, "depth": 1, "embed_dim": 48, "num_heads": 3}),
         "--max_steps", "2", "--per_device_train_batch_size", "4", "--max_train_samples", "32",
-        "--knn_eval", "False", "--report_to", "none", "--use_cpu", "True", "--save_strategy", "no",
+        # No --use_cpu: on a machine without GPU the launch itself means CPU DDP.
+        "--knn_eval", "False", "--report_to", "none", "--save_strategy", "no", "--logging_steps", "1",
         "--output_dir", str(out),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -160,6 +162,14 @@ def test_run_pretrain__torchrun_two_processes_exports_backbone_once(tmp_path):
     assert (out / "model.safetensors").is_file()
     results = json.loads((out / "results.json").read_text())
     assert results["train"]["epoch"] > 0 and results["backbone_dir"] == str(out / "backbone")
+    output = result.stdout + result.stderr
+    assert "training with CPU DDP" in output
+    # One DDP run, not two single-process runs: the Trainer's progress counts 2 global steps and
+    # the logged terms are averaged over the processes like the loss (MoCo v3 has one term).
+    logs = [ast.literal_eval(line[line.index("{'loss'"):line.rindex("}") + 1]) for line in output.splitlines() if "{'loss'" in line]
+    assert len(logs) == 2
+    for entry in logs:
+        assert float(entry["contrastive_loss"]) == pytest.approx(float(entry["loss"]), rel=1e-3)
     # Written once, by rank 0: one "backbone exported" line, no leftovers of a second writer.
     assert (result.stdout + result.stderr).count("backbone exported to") == 1
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []

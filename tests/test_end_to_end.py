@@ -53,10 +53,19 @@ def test_run_pretrain__export_loads_everywhere_and_resume_continues(tmp_path):
     out = tmp_path / "run"
     args = ["--method", "byol", *TINY, *COMMON, "--output_dir", str(out), "--save_steps", "2", "--knn_max_train_samples", "60", "--knn_max_test_samples", "30"]
     result = _run([*args, "--max_steps", "2"], tmp_path)
-    assert "random_init" in result.stdout and "pretrained" in result.stdout  # the kNN table
+    assert "random init (floor)" in result.stdout and "raw pixels (floor)" in result.stdout and "pretrained" in result.stdout  # the kNN table
 
     results = json.loads((out / "results.json").read_text())
     assert 0.0 <= results["knn"]["pretrained"]["top1"] <= 1.0
+    # The raw-pixel floor is the kNN of the evaluation transform's pixels, computed here by hand.
+    from hf_sslviews.data import load_image_dataset
+    from hf_sslviews.evaluation.knn import eval_transform_for, knn_accuracy
+
+    transform = eval_transform_for(str(out / "backbone"))
+    pixels = {split: load_image_dataset("sample", split=split, max_samples=n) for split, n in (("train", 60), ("test", 30))}
+    flat = {split: (torch.stack([transform(image).flatten() for image in data["image"]]), torch.tensor(data["label"])) for split, data in pixels.items()}
+    raw = knn_accuracy(*flat["train"], *flat["test"], k=20, temperature=0.07)
+    assert results["knn"]["raw_pixels"]["top1"] == pytest.approx(raw["top1"])
     assert (out / "model.safetensors").exists() and (out / "checkpoint-2").is_dir()
     backbone = out / "backbone"
     config = json.loads((backbone / "config.json").read_text())

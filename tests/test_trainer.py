@@ -106,3 +106,59 @@ def test_trainer__no_weight_decay_on_biases_norms_and_position_embedding(tiny_vi
     assert "projector.0.weight" in decay
     for name in ("backbone.model.pos_embed", "backbone.model.cls_token", "backbone.model.blocks.0.attn.qkv.bias", "backbone.model.norm.weight", "projector.1.weight"):
         assert name not in decay
+
+
+@pytest.mark.parametrize("optim_recipe", ["default", "sgd"])
+def test_trainer__predictor_lr_multiplier_scales_only_the_predictor_through_the_schedule(tiny_vit_kwargs, tmp_path, optim_recipe):
+    model = _mocov3(tiny_vit_kwargs)
+    train = random_image_dataset(8).with_transform(two_view_transform(size=32, scale=(0.3, 1.0)))
+    args = _args(tmp_path, predictor_lr_multiplier=10.0, optim_recipe=optim_recipe, warmup_steps=1, lr_scheduler_type="cosine", gradient_accumulation_steps=1)
+    trainer = SSLTrainer(model=model, args=args, train_dataset=train, data_collator=ViewCollator())
+    trainer.create_optimizer_and_scheduler(num_training_steps=3)
+    predictor = {id(p) for p in model.predictor.parameters()}
+    groups = trainer.optimizer.param_groups
+    heads = [g for g in groups if all(id(p) in predictor for p in g["params"])]
+    rest = [g for g in groups if not any(id(p) in predictor for p in g["params"])]
+    assert len(heads) + len(rest) == len(groups) and heads and rest  # no group mixes the two
+    assert sum(len(g["params"]) for g in heads) == len(predictor)
+    # Weight decay groups are kept: the predictor's 1-d parameters stay undecayed.
+    assert {g["weight_decay"] for g in heads} == {g["weight_decay"] for g in rest}
+    seen = []
+    for _ in range(2):
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+        assert all(g["lr"] == pytest.approx(10 * rest[0]["lr"]) for g in heads) and rest[0]["lr"] > 0
+        seen.append(rest[0]["lr"])
+    assert seen[0] != seen[1]  # the schedule moved both, keeping the ratio
+
+
+def test_trainer__predictor_lr_multiplier_needs_a_predictor(tiny_vit_kwargs, tmp_path):
+    from hf_sslviews.modeling.clsa import CLSAConfig, CLSAForPreTraining
+
+    model = CLSAForPreTraining(CLSAConfig(**tiny_vit_kwargs, projector_hidden_dim=32, projector_dim=16, queue_size=64))
+    trainer = SSLTrainer(model=model, args=_args(tmp_path, predictor_lr_multiplier=10.0), train_dataset=random_image_dataset(4), data_collator=ViewCollator())
+    with pytest.raises(ValueError, match="no predictor head"):
+        trainer.create_optimizer()
+    with pytest.raises(ValueError, match="positive"):
+        SSLTrainer(model=_mocov3(tiny_vit_kwargs), args=_args(tmp_path, predictor_lr_multiplier=0.0), train_dataset=random_image_dataset(4), data_collator=ViewCollator()).create_optimizer()
+
+
+def test_trainer__last_incomplete_batch_is_dropped_so_batchnorm_heads_never_see_one_image(tmp_path):
+    """17 images, batch 8: without drop_last the third batch has 1 image and BYOL's BatchNorm raises."""
+    from hf_sslviews.modeling.byol import BYOLConfig, BYOLForPreTraining
+
+    kwargs = {"backbone": "vit_tiny_patch16_224", "backbone_kwargs": {"img_size": 32, "patch_size": 8, "depth": 1, "embed_dim": 48, "num_heads": 3}, "image_size": 32}
+    model = BYOLForPreTraining(BYOLConfig(**kwargs, projector_hidden_dim=32, projector_dim=16))
+    train = random_image_dataset(17).with_transform(two_view_transform(size=32, scale=(0.3, 1.0)))
+    args = _args(tmp_path, per_device_train_batch_size=8, gradient_accumulation_steps=1, max_steps=-1, num_train_epochs=2)
+    assert args.dataloader_drop_last
+    trainer = SSLTrainer(model=model, args=args, train_dataset=train, data_collator=ViewCollator())
+    trainer.train()
+    assert trainer.state.global_step == 4  # 2 full batches per epoch
+
+
+def test_trainer__a_training_set_smaller_than_one_batch_is_an_error(tiny_vit_kwargs, tmp_path):
+    train = random_image_dataset(5).with_transform(two_view_transform(size=32, scale=(0.3, 1.0)))
+    trainer = SSLTrainer(model=_mocov3(tiny_vit_kwargs), args=_args(tmp_path, per_device_train_batch_size=8), train_dataset=train, data_collator=ViewCollator())
+    with pytest.raises(ValueError, match="5 images, fewer than one batch .* at most 5"):
+        trainer.train()
