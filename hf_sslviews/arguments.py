@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 from .recipes import RECIPES, Preset, find_preset, get_recipe
 
 DEFAULT_METHOD = "aps"
+# Config fields that describe one backbone and do not carry over to another.
+BACKBONE_SPECIFIC = ("backbone_kwargs", "image_size")
+DEFAULT_IMAGE_SIZE = 224
+
+logger = logging.getLogger("hf_sslviews")
 
 
 @dataclass
@@ -28,6 +34,10 @@ class ModelArguments:
     image_size: Optional[int] = field(default=None, metadata={"help": "Side of the training views in pixels (and the exported input size)."})
     config_overrides: Optional[str] = field(default=None, metadata={"help": 'JSON dict of method config fields, e.g. \'{"loss_temperature": 0.1}\'.'})
     model_name_or_path: Optional[str] = field(default=None, metadata={"help": "Start from a saved pretraining model (a previous --output_dir) instead of a fresh one."})
+    print_config: bool = field(
+        default=False,
+        metadata={"help": "Print the effective configuration (method config, view arguments, and every training argument the preset or your flags set) as JSON, and exit without training."},
+    )
 
 
 @dataclass
@@ -54,8 +64,10 @@ class EvalArguments:
     knn_test_split: str = field(default="test", metadata={"help": "Split the kNN classifier is scored on."})
     knn_k: int = field(default=20, metadata={"help": "Neighbours of the weighted kNN (DINO protocol)."})
     knn_temperature: float = field(default=0.07, metadata={"help": "Temperature of the kNN vote weights exp(sim / T)."})
-    knn_max_train_samples: Optional[int] = field(default=None, metadata={"help": "Cap the kNN memory set."})
-    knn_max_test_samples: Optional[int] = field(default=None, metadata={"help": "Cap the kNN test set."})
+    knn_max_train_samples: Optional[int] = field(
+        default=10000, metadata={"help": "The final kNN's memory set: the first N training images (default 10,000, so a large data set does not add an hour after training; 0 = all)."}
+    )
+    knn_max_test_samples: Optional[int] = field(default=2000, metadata={"help": "The final kNN's queries: the first N test images (default 2,000; 0 = all)."})
     knn_monitor_steps: int = field(default=0, metadata={"help": "Every N optimizer steps, log knn_top1/knn_top5 of the backbone being trained (weighted kNN on capped labelled splits); 0 = off."})
     knn_monitor_epoch_end: bool = field(default=False, metadata={"help": "Also run the kNN monitor at the end of every epoch."})
     knn_monitor_max_train_samples: int = field(default=1000, metadata={"help": "kNN monitor: images in the neighbour bank."})
@@ -122,10 +134,20 @@ def parse_json_arg(value: Optional[str], name: str) -> dict:
 def build_config(recipe, preset: Preset, model_args: ModelArguments):
     """The method config: preset fields, then --backbone/--backbone_kwargs/--image_size, then --config_overrides."""
     fields = dict(preset.config)
+    if model_args.backbone and model_args.backbone != fields.get("backbone"):
+        # Another architecture does not inherit the preset's sizes: its timm arguments and image
+        # size belong to the preset's backbone (a ResNet from a 32 px ViT preset would train at 32 px).
+        dropped = [key for key in BACKBONE_SPECIFIC if key in fields]
+        for key in dropped:
+            fields.pop(key)
+        kept = sorted(key for key in fields if key != "backbone")
+        logger.warning(
+            "--backbone %s replaces the preset's %s: its %s are dropped (timm's defaults and image_size %d apply unless you pass "
+            "--backbone_kwargs / --image_size); the preset's %s still apply",
+            model_args.backbone, preset.config.get("backbone"), ", ".join(dropped) or "sizes", DEFAULT_IMAGE_SIZE, ", ".join(kept) or "nothing else",
+        )
     if model_args.backbone:
         fields["backbone"] = model_args.backbone
-        if model_args.backbone_kwargs is None:
-            fields["backbone_kwargs"] = {}  # a new architecture does not inherit the preset's sizes
     if model_args.backbone_kwargs is not None:
         fields["backbone_kwargs"] = parse_json_arg(model_args.backbone_kwargs, "backbone_kwargs")
     if model_args.image_size:

@@ -21,6 +21,9 @@ def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    # mkdtemp makes the folder private (0700); the result must have the mode any folder made
+    # by mkdir gets (0755 under the usual umask), or nobody else can read an export.
+    os.chmod(tmp, 0o777 & ~_current_umask())
     try:
         yield tmp
         for path in tmp.rglob("*"):
@@ -37,6 +40,12 @@ def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from huggingface_hub import CommitInfo, EvalResult, HfApi, ModelCard, ModelCardData
+from huggingface_hub import CommitInfo, HfApi, ModelCard, ModelCardData
 
 from .atomic import atomic_directory
 
@@ -236,15 +236,14 @@ def read_run_metadata(model_dir: str | os.PathLike) -> dict:
     From ``run_args.json`` (the run's folder), ``results.json`` (the final model only: a
     ``checkpoint-N`` was not the model the run evaluated) and ``trainer_state.json`` (checkpoints).
     """
-    from .arguments import DataArguments
-    from .pretrain import _dataset_label
+    from .model_card import dataset_reference
 
     model_dir = Path(model_dir)
     is_checkpoint = bool(_CHECKPOINT.fullmatch(model_dir.name)) and not (model_dir / "run_args.json").exists()
     run_args = _read_json((model_dir.parent if is_checkpoint else model_dir) / "run_args.json")
     results = {} if is_checkpoint else _read_json(model_dir / "results.json")
     data = run_args.get("data", {})
-    known = set(DataArguments.__dataclass_fields__)
+    dataset_id, dataset = dataset_reference(data.get("dataset_name"), data.get("train_dir")) if data else (None, "not recorded")
     state = _read_json(model_dir / "trainer_state.json")
     if state:
         budget = f"{state.get('global_step')} optimizer steps ({float(state.get('epoch') or 0):.2f} epochs) at batch {state.get('train_batch_size')} per device"
@@ -254,7 +253,8 @@ def read_run_metadata(model_dir: str | os.PathLike) -> dict:
         budget = "not recorded"
     return {
         "preset": run_args.get("model", {}).get("preset") or results.get("preset"),
-        "dataset": _dataset_label(DataArguments(**{k: v for k, v in data.items() if k in known})) if data else "not recorded",
+        "dataset": dataset,
+        "dataset_id": dataset_id,
         "knn": results.get("knn"),
         "knn_k": run_args.get("eval", {}).get("knn_k", 20),
         "budget": budget,
@@ -282,7 +282,7 @@ def render_run_card(model, model_dir: str | os.PathLike, repo_id: str, existing_
         budget = match.group(1) if match else budget
     return render_model_card(
         model, recipe, meta["preset"] or recipe.default_preset, repo_id=repo_id, dataset=meta["dataset"],
-        budget=budget, knn=meta["knn"], knn_k=meta["knn_k"],
+        budget=budget, knn=meta["knn"], knn_k=meta["knn_k"], dataset_id=meta["dataset_id"],
     )
 
 
@@ -348,7 +348,7 @@ License: Apache-2.0.
 
 def render_pretraining_card(config: dict, repo_id: str, backbone_repo_id: str, run_args: dict, results: dict) -> ModelCard:
     """The card of a full pretraining checkpoint repo: what it is, that it needs ``import hf_sslviews``."""
-    from .model_card import METHOD_TITLES
+    from .model_card import METHOD_TITLES, dataset_reference, knn_eval_results
     from .recipes import get_recipe
 
     method = str(config["model_type"]).removeprefix("sslviews_")
@@ -356,32 +356,20 @@ def render_pretraining_card(config: dict, repo_id: str, backbone_repo_id: str, r
         citation = get_recipe(method).citation
     except (KeyError, ValueError):
         citation = ""
-    meta = {"dataset": "not recorded", "preset": None, "knn": results.get("knn"), "knn_k": run_args.get("eval", {}).get("knn_k", 20)}
+    meta = {"dataset": "not recorded", "dataset_id": None, "preset": None, "knn": results.get("knn"), "knn_k": run_args.get("eval", {}).get("knn_k", 20)}
     if run_args:
-        from .arguments import DataArguments
-        from .pretrain import _dataset_label
-
-        known = set(DataArguments.__dataclass_fields__)
-        meta["dataset"] = _dataset_label(DataArguments(**{k: v for k, v in run_args.get("data", {}).items() if k in known}))
+        data = run_args.get("data", {})
+        meta["dataset_id"], meta["dataset"] = dataset_reference(data.get("dataset_name"), data.get("train_dir"))
         meta["preset"] = run_args.get("model", {}).get("preset")
     dataset = meta["dataset"]
     knn = meta["knn"]
-    eval_results = None
-    if knn and "pretrained" in knn:
-        eval_results = [
-            EvalResult(
-                task_type="image-classification", task_name=f"kNN classification (k={meta['knn_k']}, frozen backbone features)",
-                dataset_type=dataset, dataset_name=dataset, dataset_split="test",
-                metric_type=metric, metric_name=f"kNN {key}", metric_value=round(float(knn["pretrained"][key]), 4),
-            )
-            for metric, key in (("accuracy", "top1"), ("top_5_accuracy", "top5"))
-        ]
+    eval_results = knn_eval_results(knn, meta["knn_k"], meta["dataset_id"], dataset, task_name="kNN classification of the backbone")
     card_data = ModelCardData(
         # Not "transformers": the Hub's transformers snippet (plain AutoModel) cannot load this checkpoint.
         library_name="hf-sslviews",
         license="apache-2.0",
         tags=["self-supervised-learning", "hf-sslviews", method, "pretraining-checkpoint", "timm", "transformers"],
-        datasets=[dataset] if "/" in dataset else None,
+        datasets=[meta["dataset_id"]] if meta["dataset_id"] else None,
         model_name=repo_id,
         eval_results=eval_results,
     )

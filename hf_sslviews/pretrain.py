@@ -19,7 +19,7 @@ from .data import load_image_dataset, prepare_for_views
 from .atomic import write_text_atomic
 from .export import export_backbone
 from .hub import push_run
-from .model_card import render_model_card
+from .model_card import dataset_reference, render_model_card
 from .recipes import get_recipe
 from .streaming import configure_streaming, streaming_views
 from .trainer import SSLTrainer, SSLTrainingArguments
@@ -86,6 +86,10 @@ def run_pretraining(model_args: ModelArguments, data_args: DataArguments, eval_a
     model = build_model(recipe, preset, model_args)
     view_kwargs = {**preset.views, **parse_json_arg(data_args.view_kwargs, "view_kwargs")}
     views = recipe.build_views(model.config, image_column=data_args.image_column_name, **view_kwargs)
+    if model_args.print_config:
+        print(json.dumps(effective_configuration(model.config, view_kwargs, training_args), indent=2, default=str))
+        return {}
+    logger.info("%s", describe_run(recipe.name, model_args.preset, model.config, training_args))
 
     if data_args.streaming:
         configure_streaming(training_args)  # needs --max_steps; each process reads its own shards
@@ -131,10 +135,11 @@ def run_pretraining(model_args: ModelArguments, data_args: DataArguments, eval_a
         results["backbone_dir"] = str(backbone_dir)
         if eval_args.knn_eval:
             results["knn"] = _knn_report(backbone_dir, data_args, eval_args)
+        dataset_id, dataset_label = dataset_reference(data_args.dataset_name, data_args.train_dir)
         card = render_model_card(
             trainer.model, recipe, model_args.preset,
             repo_id=training_args.hub_model_id or f"{recipe.name}-{model.config.backbone}",
-            dataset=_dataset_label(data_args),
+            dataset=dataset_label, dataset_id=dataset_id,
             budget=f"{trainer.state.global_step} optimizer steps ({trainer.state.epoch:.2f} epochs) at batch {training_args.per_device_train_batch_size} x {training_args.gradient_accumulation_steps} accumulation x {training_args.world_size} processes",
             knn=results.get("knn"), knn_k=eval_args.knn_k,
         )
@@ -147,8 +152,30 @@ def run_pretraining(model_args: ModelArguments, data_args: DataArguments, eval_a
                 private=training_args.hub_private_repo, revision=training_args.hub_revision, dry_run_dir=hub_args.hub_dry_run_dir,
             )
             results["hub"] = {kind: str(getattr(result, "commit_url", result)) for kind, result in pushed.items()}
-            logger.info("pushed: %s", results["hub"])
+            if hub_args.hub_dry_run_dir:
+                logger.info("dry run, nothing uploaded: what each repo would receive is in %s", results["hub"])
+            else:
+                logger.info("pushed: %s", results["hub"])
     return results
+
+
+def effective_configuration(config, view_kwargs: dict, training_args) -> dict:
+    """What a run will use: the method config, the view arguments, and the training arguments that differ from the Trainer's defaults."""
+    defaults = SSLTrainingArguments(output_dir=training_args.output_dir).to_dict()
+    training = {key: value for key, value in training_args.to_dict().items() if defaults.get(key) != value and "token" not in key}
+    return {"config": config.to_diff_dict(), "views": view_kwargs, "training": training}
+
+
+def describe_run(method: str, preset: str, config, training_args) -> str:
+    """One line naming what trains: the effective backbone, its size, the batch and the budget."""
+    kwargs = config.backbone_kwargs or {}
+    depth = f", depth {kwargs['depth']}" if "depth" in kwargs else ""
+    budget = f"{training_args.max_steps} optimizer steps" if training_args.max_steps > 0 else f"{training_args.num_train_epochs:g} epochs"
+    return (
+        f"method {method}, preset {preset}: backbone {config.backbone}{depth} {json.dumps(kwargs)} at {config.image_size} px, "
+        f"batch {training_args.per_device_train_batch_size} x {training_args.gradient_accumulation_steps} accumulation x "
+        f"{training_args.world_size} processes, learning rate {training_args.learning_rate:g}, {budget} (python scripts/run_pretrain.py ... --print_config shows everything)"
+    )
 
 
 def _load_split(data_args: DataArguments, split: str, max_samples: Optional[int]):
@@ -180,13 +207,6 @@ def _add_knn_monitor(trainer, data_args: DataArguments, eval_args: EvalArguments
                     image_column=data_args.image_column_name, label_column=data_args.label_column_name)
 
 
-def _dataset_label(data_args: DataArguments) -> str:
-    if data_args.train_dir:
-        return f"image folder {Path(data_args.train_dir).name}"
-    name = data_args.dataset_name or "sample"
-    return {"sample": "fashion_mnist (hf_sslviews' embedded 3,000-image subset)", "fashion_mnist": "fashion_mnist"}.get(name, name)
-
-
 def _length(dataset) -> int:
     try:
         return len(dataset)
@@ -198,18 +218,23 @@ def _knn_report(backbone_dir: Path, data_args: DataArguments, eval_args: EvalArg
     """Weighted kNN of the exported backbone (loaded with plain ``AutoModel``) and of a random-init copy."""
     from .evaluation.knn import eval_transform_for, load_backbone, run_knn_evaluation
 
+    limits = {"train": eval_args.knn_max_train_samples or None, "test": eval_args.knn_max_test_samples or None}
     try:
         splits = {
             name: load_image_dataset(
                 dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name, train_dir=data_args.train_dir,
                 split=split, image_column=data_args.image_column_name, label_column=data_args.label_column_name, max_samples=limit,
             )
-            for name, split, limit in (("train", eval_args.knn_train_split, eval_args.knn_max_train_samples), ("test", eval_args.knn_test_split, eval_args.knn_max_test_samples))
+            for name, split, limit in (("train", eval_args.knn_train_split, limits["train"]), ("test", eval_args.knn_test_split, limits["test"]))
         }
     except (ValueError, KeyError) as error:
         logger.warning("kNN evaluation skipped (it needs labelled train and test splits): %s", error)
         return None
     transform = eval_transform_for(str(backbone_dir))
+    logger.info(
+        "final kNN: %d training images as memory, %d test images (--knn_max_train_samples / --knn_max_test_samples, 0 = all; --knn_eval False skips it)",
+        len(splits["train"]), len(splits["test"]),
+    )
     report = {}
     # The two floors a learned representation must clear: the same network untrained, and the
     # pixels themselves (the evaluation transform's output, flattened).
@@ -217,7 +242,7 @@ def _knn_report(backbone_dir: Path, data_args: DataArguments, eval_args: EvalArg
         result = run_knn_evaluation(
             model or load_backbone(str(backbone_dir), random_init=name == "random_init"), splits["train"], splits["test"], transform,
             ks=(eval_args.knn_k,), temperature=eval_args.knn_temperature,
-            image_column=data_args.image_column_name, label_column=data_args.label_column_name,
+            image_column=data_args.image_column_name, label_column=data_args.label_column_name, progress=True,
         )
         report[name] = result["knn"][f"k={eval_args.knn_k}"]
     print(format_knn_table(report, eval_args.knn_k, eval_args.knn_temperature))

@@ -218,7 +218,7 @@ class SSLTrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
         if "loss" in logs:
             self._check_finite()
-            if self._term_count:
+            if self._term_count and self._term_sums:
                 # Each term averaged over the steps since the last log, then over processes, as
                 # the Trainer averages `loss` (one process's terms alone would not add up to it).
                 keys = sorted(self._term_sums)

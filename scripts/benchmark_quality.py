@@ -59,6 +59,9 @@ class Arm:
     flags: tuple[str, ...] = ()
     # "pretrain": scripts/run_pretrain.py; "lightly": scripts/train_lightly_peer.py (lightly's loop, same preset).
     runner: str = "pretrain"
+    # (arm, reference): train for as many optimizer steps as fit `arm`'s training time, at the step
+    # time `reference` measured with the same seed in this suite (both run on this machine, in turn).
+    equal_time: Optional[tuple[str, str]] = None
 
 
 def _cpu_arms() -> dict[str, Arm]:
@@ -74,7 +77,8 @@ def _cpu_arms() -> dict[str, Arm]:
         Arm("mulan_two_views", "mulan_fmnist", "MULAN's framework with its two global views only (no locals, no cutout)",
             ("--view_kwargs", json.dumps({"n_local": 0, "n_cutout": 0}))),
         # APS steps are several times cheaper than MoCo v3's: the same wall time buys more of them.
-        Arm("aps_equal_time", "aps_fmnist_equal_time", "APS with the optimizer steps that fit MoCo v3's training time"),
+        Arm("aps_equal_time", "aps_fmnist", "APS with as many optimizer steps as fit MoCo v3's training time (same seed, measured in this suite)",
+            equal_time=("mocov3", "aps")),
     ]
     # The peers: lightly's own heads, losses and momentum update, with our preset's backbone, view
     # tensors, optimizer, schedule and steps (scripts/train_lightly_peer.py).
@@ -224,6 +228,15 @@ def preset_max_steps(preset: str) -> Optional[int]:
     _, found = find_preset(preset)
     steps = found.training.get("max_steps")
     return int(steps) if steps and steps > 0 else None
+
+
+def equal_time_steps(rows: list[dict], seed: int, target: str, reference: str) -> Optional[int]:
+    """Optimizer steps of ``reference``'s setup that take as long as ``target``'s run of this seed took."""
+    found = {arm: next((row for row in rows if row["arm"] == arm and row["seed"] == seed and "error" not in row), None) for arm in (target, reference)}
+    if None in found.values():
+        return None
+    seconds_per_step = found[reference]["train_seconds"] / found[reference]["optimizer_steps"]
+    return max(1, round(found[target]["train_seconds"] / seconds_per_step))
 
 
 class Scorer:
@@ -481,7 +494,14 @@ def main() -> None:
             out = work / f"{name}_seed{seed}"
             shutil.rmtree(out, ignore_errors=True)
             steps = preset_max_steps(arm.preset)
+            if arm.equal_time:
+                steps = equal_time_steps(report["results"], seed, *arm.equal_time)
+                if steps is None:
+                    print(json.dumps({"arm": name, "seed": seed, "skipped": f"needs finished {' and '.join(arm.equal_time)} runs of seed {seed}"}), flush=True)
+                    continue
             command = pretrain_command(suite, arm, seed, out, max(1, steps // 10) if steps else 0)
+            if arm.equal_time:
+                command += ["--max_steps", str(steps)]
             load_before = os.getloadavg()[0]
             try:
                 wall = run_logged(command, work / f"{name}_seed{seed}.log")

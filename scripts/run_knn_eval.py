@@ -30,6 +30,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     results = run_knn_evaluation(
         model, train, test, eval_transform_for(model), ks=args.k, temperature=args.temperature,
         image_column=args.image_column_name, label_column=args.label_column_name, batch_size=args.batch_size, device=device,
+        progress=True,
     )
     print(f"weighted kNN (T={args.temperature}) {describe(args)}: {args.train_split} ({results['num_train']}) -> {args.test_split} ({results['num_test']})")
     for key, scores in results["knn"].items():

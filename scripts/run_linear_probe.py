@@ -44,6 +44,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         model, train, test, eval_transform_for(model), solver=args.solver, weight_decays=args.weight_decays,
         val_fraction=args.val_fraction, seed=args.seed, image_column=args.image_column_name, label_column=args.label_column_name,
         batch_size=args.batch_size, device=device, feature_cache=args.feature_cache, cache_key=cache_key, solver_kwargs=solver_kwargs,
+        progress=True,
     )
     scores = results["linear_probe"]
     print(f"linear probe ({args.solver}, weight_decay {results['weight_decay']:g}) {describe(args)}: "

@@ -9,9 +9,10 @@ differs from ``scripts/run_pretrain.py --preset <preset>``:
   MoCo v3 temperature;
 - the same view tensors: the preset's view transform over the same ``datasets`` split, in the
   same ``ViewCollator`` batches, shuffled by a generator seeded with ``--seed``;
-- the same optimizer: AdamW with the preset's learning rate, betas, weight decay (none on 1-d
-  parameters, position embeddings and class tokens, as ``SSLTrainer``), warm-up and cosine
-  schedule from transformers, the same number of optimizer steps, the same batch size.
+- the same optimizer: AdamW with the preset's learning rate (and predictor multiple), betas,
+  weight decay (none on 1-d parameters, position embeddings and class tokens, as
+  ``SSLTrainer``), warm-up and cosine schedule from transformers, the same number of optimizer
+  steps, the same batch size.
 
 lightly's side is its own ``BYOLProjectionHead`` / ``BYOLPredictionHead`` /
 ``SimSiamProjectionHead`` / ``SimSiamPredictionHead`` / ``MoCoProjectionHead``,
@@ -52,13 +53,18 @@ def lightly_heads(method: str, config) -> dict:
     return dict(projector_hidden_dim=config.projector_hidden_dim, projector_dim=config.projector_dim)
 
 
-def decay_groups(module, weight_decay: float) -> list[dict]:
-    """AdamW groups as ``SSLTrainer`` makes them: no decay on 1-d tensors and timm's ``no_weight_decay()``."""
+def optimizer_groups(module, learning_rate: float, weight_decay: float, predictor_lr_multiplier: float = 1.0) -> list[dict]:
+    """AdamW groups as ``SSLTrainer`` makes them: no decay on 1-d tensors and timm's
+    ``no_weight_decay()``; lightly's prediction heads at ``predictor_lr_multiplier`` x the rate."""
     skip = {f"backbone.{name}" for name in module.backbone.no_weight_decay()} if hasattr(module.backbone, "no_weight_decay") else set()
-    params = [(name, param) for name, param in module.named_parameters() if param.requires_grad]
-    decay = [param for name, param in params if param.ndim > 1 and name not in skip]
-    rest = [param for name, param in params if not (param.ndim > 1 and name not in skip)]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    groups = []
+    for head in (False, True):
+        params = [(name, param) for name, param in module.named_parameters() if param.requires_grad and name.startswith("prediction_head") == head]
+        lr = learning_rate * (predictor_lr_multiplier if head else 1.0)
+        decay = [param for name, param in params if param.ndim > 1 and name not in skip]
+        rest = [param for name, param in params if not (param.ndim > 1 and name not in skip)]
+        groups += [group for group in ({"params": decay, "weight_decay": weight_decay, "lr": lr}, {"params": rest, "weight_decay": 0.0, "lr": lr}) if group["params"]]
+    return groups
 
 
 def main() -> None:
@@ -105,8 +111,9 @@ def main() -> None:
     loader = DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=True, collate_fn=ViewCollator(),
                         generator=torch.Generator().manual_seed(args.seed))
     max_steps = int(args.max_steps or training["max_steps"])
-    optimizer = torch.optim.AdamW(decay_groups(loop.net, float(training.get("weight_decay", 0.0))), lr=float(training["learning_rate"]),
-                                  betas=(float(training.get("adam_beta1", 0.9)), float(training.get("adam_beta2", 0.999))))
+    learning_rate = float(training["learning_rate"])
+    groups = optimizer_groups(loop.net, learning_rate, float(training.get("weight_decay", 0.0)), float(training.get("predictor_lr_multiplier", 1.0)))
+    optimizer = torch.optim.AdamW(groups, lr=learning_rate, betas=(float(training.get("adam_beta1", 0.9)), float(training.get("adam_beta2", 0.999))))
     warmup = training.get("warmup_steps", 0)
     warmup = int(round(warmup * max_steps)) if 0 < warmup < 1 else int(warmup)
     scheduler = get_scheduler(training.get("lr_scheduler_type", "cosine"), optimizer, num_warmup_steps=warmup, num_training_steps=max_steps)

@@ -106,3 +106,16 @@ def test_parity__lightly_arms_run_the_peer_script_on_the_same_preset(tmp_path):
     parity = quality.claims_table(rows, "knn_top1", tuple(("x", ours, peer) for ours, peer in quality.PARITY))
     report = {"results": rows, "summary": quality.summarise(rows, list(suite.arms)), "floors": {}, "parity": parity}
     assert "| `byol` vs `lightly_byol` | -10.0 | 2.0 | 3 / 3 | ours worse |" in quality.markdown(report, suite)
+
+
+def test_equal_time_steps__the_reference_step_time_fills_the_target_time():
+    rows = [
+        {"arm": "mocov3", "seed": 0, "train_seconds": 600.0, "optimizer_steps": 500},
+        {"arm": "aps", "seed": 0, "train_seconds": 100.0, "optimizer_steps": 500},  # 0.2 s per APS step
+        {"arm": "aps", "seed": 1, "error": "boom"},
+        {"arm": "mocov3", "seed": 1, "train_seconds": 600.0, "optimizer_steps": 500},
+    ]
+    assert quality.equal_time_steps(rows, 0, "mocov3", "aps") == 3000
+    assert quality.equal_time_steps(rows, 1, "mocov3", "aps") is None  # a failed reference run gives no step time
+    arm = quality.SUITES["cpu"].arms["aps_equal_time"]
+    assert arm.preset == "aps_fmnist" and arm.equal_time == ("mocov3", "aps")

@@ -121,3 +121,31 @@ def test_run_pretrain__bad_arguments_fail_with_a_clear_message(args, message, tm
 
     with pytest.raises(ValueError, match=message):
         run_pretraining(*parse_args([*args, "--output_dir", str(tmp_path), "--max_steps", "1", "--report_to", "none", "--knn_eval", "False"]))
+
+
+def test_run_pretrain__another_backbone_drops_the_preset_sizes_and_says_so(caplog):
+    from hf_sslviews.arguments import ModelArguments, build_config
+    from hf_sslviews.recipes import find_preset
+
+    recipe, preset = find_preset("byol_tiny")
+    with caplog.at_level("WARNING", logger="hf_sslviews"):
+        config = build_config(recipe, preset, ModelArguments(method="byol", preset="byol_tiny", backbone="resnet18"))
+    assert config.backbone == "resnet18" and config.backbone_kwargs == {} and config.image_size == 224  # not the preset's 32 px
+    assert config.projector_hidden_dim == preset.config["projector_hidden_dim"]  # head sizes still come from the preset
+    assert "image_size" in caplog.text and "projector_hidden_dim" in caplog.text
+    explicit = build_config(recipe, preset, ModelArguments(method="byol", preset="byol_tiny", backbone="resnet18", image_size=64))
+    assert explicit.image_size == 64
+    same = build_config(recipe, preset, ModelArguments(method="byol", preset="byol_tiny", backbone=preset.config["backbone"]))
+    assert same.image_size == 32 and same.backbone_kwargs == preset.config["backbone_kwargs"]  # naming the preset's own backbone changes nothing
+
+
+def test_run_pretrain__print_config_shows_the_effective_values_and_trains_nothing(tmp_path, capsys):
+    from hf_sslviews.pretrain import parse_args, run_pretraining
+
+    out = tmp_path / "never"
+    assert run_pretraining(*parse_args(["--preset", "byol_fmnist", "--learning_rate", "3e-3", "--output_dir", str(out), "--print_config"])) == {}
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["config"]["backbone_kwargs"]["patch_size"] == 7 and printed["config"]["image_size"] == 28
+    assert printed["training"]["learning_rate"] == 3e-3 and printed["training"]["max_steps"] == 500  # flag over preset, preset over Trainer default
+    assert printed["views"]["scale"] == [0.4, 1.0] or tuple(printed["views"]["scale"]) == (0.4, 1.0)
+    assert not out.exists()

@@ -160,3 +160,29 @@ def test_run_finetune__end_to_end_subprocess(tiny_backbone_dir, tmp_path):
     assert "test top-1" in result.stdout
     saved = json.loads(output.read_text())
     assert 0.0 <= saved["eval"]["eval_accuracy"] <= 1.0 and saved["train"]["train_loss"] > 0
+
+
+def test_train_transform__randaugment_posterize_at_full_magnitude_runs_with_the_installed_pillow(tmp_path):
+    """timm's PosterizeIncreasing asks for 0 bits near magnitude 10; Pillow >= 10 raises on that."""
+    import random
+
+    from PIL import Image
+    from timm.data import auto_augment
+
+    from hf_sslviews.evaluation.finetune import train_transform_for
+
+    transform = train_transform_for({"input_size": (3, 32, 32), "mean": (0.5,) * 3, "std": (0.5,) * 3, "interpolation": "bicubic", "crop_pct": 1.0}, randaugment=True)
+    posterize = [op for t in transform.transforms for op in getattr(t, "ops", ()) if op.name == "PosterizeIncreasing"]
+    assert posterize, "the DeiT RandAugment policy has PosterizeIncreasing"
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    op = posterize[0]
+    bits = auto_augment.LEVEL_TO_ARG[op.name](10.0, op.hparams)[0]
+    assert bits == 0  # what timm asks for at full magnitude...
+    with pytest.raises(ValueError, match="bits"):
+        auto_augment.posterize(image, bits)  # ...and what Pillow refuses
+    op.prob, op.magnitude, op.magnitude_std = 1.0, 10.0, 0.0
+    out = np.asarray(op(image))
+    assert np.all(out % 128 == 0)  # one bit kept: every channel is 0 or 128
+    random.seed(0)
+    for _ in range(200):  # the whole transform, every op drawn many times
+        assert transform(image).shape == (3, 32, 32)

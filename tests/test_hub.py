@@ -267,3 +267,54 @@ def test_run_pretrain__push_to_hub_pushes_the_backbone_not_the_output_dir(tmp_pa
         ("create_repo", "org/x-pretraining"),
         ("upload_folder", "org/x-pretraining", {"config.json", "model.safetensors", "run_args.json", "results.json", "README.md"}),
     ]
+
+
+def test_cards__model_index_types_the_dataset_by_id_and_names_it_in_words(dry_run, run_dir):
+    for folder in (dry_run / "backbone", dry_run / "pretraining"):
+        metadata = metadata_load(folder / "README.md")
+        dataset = metadata["model-index"][0]["results"][0]["dataset"]
+        assert dataset["type"] == "fashion_mnist" and "embedded" in dataset["name"]  # the run used the embedded sample
+        assert metadata["datasets"] == ["fashion_mnist"]
+    text = (dry_run / "backbone" / "README.md").read_text()
+    assert 'pool=True' in text and "every token" in text
+
+
+def test_cards__image_folder_has_no_dataset_id():
+    from hf_sslviews.model_card import dataset_reference, knn_eval_results
+
+    assert dataset_reference(None, "/data/my_photos") == (None, "image folder my_photos")
+    assert dataset_reference("uoft-cs/cifar10") == ("uoft-cs/cifar10", "uoft-cs/cifar10")
+    (top1, _) = knn_eval_results({"pretrained": {"top1": 0.5, "top5": 0.9}}, 20, None, "image folder my_photos")
+    assert top1.dataset_type == "imagefolder" and top1.dataset_name == "image folder my_photos" and top1.metric_value == 0.5
+
+
+def test_cards__method_text_is_rendered_from_the_run_config():
+    from hf_sslviews.model_card import method_section
+    from hf_sslviews.modeling.aps import APSConfig
+
+    config = APSConfig(backbone="vit_tiny_patch16_224", backbone_kwargs={"img_size": 32, "patch_size": 8, "depth": 1}, image_size=32,
+                       projector_hidden_dim=96, projector_dim=24, predictor_hidden_dim=80)
+    text = method_section("aps", config)
+    assert "Linear(D, 96, no bias)" in text and "Linear(96, 24)" in text and "`24 -> 80 -> 80 -> 24`" in text
+    assert "{{" not in text
+
+
+def test_export__folders_get_the_mode_mkdir_would_give(run_dir):
+    mask = os.umask(0)
+    os.umask(mask)
+    assert ((run_dir / "backbone").stat().st_mode & 0o777) == (0o777 & ~mask)
+
+
+def test_run_pretrain__dry_run_never_says_pushed(tmp_path, caplog, monkeypatch):
+    from hf_sslviews.pretrain import parse_args, run_pretraining
+
+    monkeypatch.setattr(HfApi, "upload_folder", lambda *args, **kwargs: pytest.fail("a dry run uploaded"))
+    with caplog.at_level("INFO", logger="hf_sslviews"):
+        run_pretraining(*parse_args([
+            "--method", "byol", "--backbone_kwargs", '{"img_size": 32, "patch_size": 8, "depth": 1, "embed_dim": 48, "num_heads": 3}',
+            "--max_steps", "1", "--per_device_train_batch_size", "8", "--max_train_samples", "8", "--dataloader_num_workers", "0",
+            "--knn_eval", "False", "--report_to", "none", "--output_dir", str(tmp_path / "run"),
+            "--push_to_hub", "--hub_model_id", "org/x", "--hub_dry_run_dir", str(tmp_path / "dry"),
+        ]))
+    assert "dry run, nothing uploaded" in caplog.text and "pushed:" not in caplog.text
+    assert (tmp_path / "dry" / "backbone" / "model.safetensors").is_file()

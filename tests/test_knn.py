@@ -314,3 +314,35 @@ def test_run_knn_eval__main_in_process_with_random_init(tiny_vit_dir, tmp_path, 
     saved = json.loads(output.read_text())
     assert saved["arguments"]["random_init"] is True
     assert saved["knn"] == results["knn"] and 0.0 <= results["knn"]["k=5"]["top1"] <= results["knn"]["k=5"]["top5"] <= 1.0
+
+
+def _image_folder(root, per_class=6):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in ("cats", "dogs"):
+        (root / label).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(root / label / f"{i}.png")
+    return root
+
+
+def test_run_knn_eval__image_folder_without_test_split(tiny_vit_dir, tmp_path, capsys):
+    directory, _ = tiny_vit_dir
+    script = load_script("run_knn_eval")
+    folder = _image_folder(tmp_path / "imgs")
+    base = ["--model_name_or_path", str(directory), "--train_dir", str(folder), "--k", "3"]
+    with pytest.raises(ValueError, match="no 'test' split .* --train_val_split"):
+        script.main(base)
+    results = script.main([*base, "--train_val_split", "0.5", "--max_eval_samples", "4"])
+    assert results["num_train"] == 6 and results["num_test"] == 4  # 12 images: 6 / 6, the held-out half capped at 4
+    with pytest.raises(ValueError, match="disagree"):
+        script.main([*base, "--train_val_split", "0.5", "--max_eval_samples", "4", "--max_test_samples", "3"])
+
+
+def test_extract_features__progress_bar_names_the_split(capsys):
+    data = datasets.Dataset.from_dict({"image": [np.zeros((8, 8, 3), dtype=np.uint8)] * 5, "label": [0] * 5},
+                                      features=datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")}))
+    features, labels = extract_features(lambda x: x.flatten(1), data, batch_size=2, transform=lambda image: torch.zeros(3, 4, 4), progress="train features")
+    assert features.shape == (5, 48)
+    assert "train features" in capsys.readouterr().err

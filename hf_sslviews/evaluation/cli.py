@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence, TypeVar
 
+import datasets
 import torch
 from transformers import HfArgumentParser
 
@@ -33,6 +34,11 @@ class FrozenBackboneArguments:
     label_column_name: str = field(default="label", metadata={"help": "Column holding the integer class labels."})
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N training examples (quick runs)."})
     max_test_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N test examples (quick runs)."})
+    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Alias of --max_test_samples (the transformers examples' spelling)."})
+    train_val_split: Optional[float] = field(
+        default=None,
+        metadata={"help": "When the data has no --test_split (e.g. an image folder of one split): hold out this fraction of --train_split, stratified by label with --seed, and classify it instead (like the transformers image-classification example)."},
+    )
     batch_size: int = field(default=256, metadata={"help": "Images per forward pass during feature extraction."})
     device: Optional[str] = field(default=None, metadata={"help": "Device ('cpu', 'cuda'); default: cuda if available."})
     seed: int = field(default=0, metadata={"help": "Seed of the random initialisation with --random_init (and of any randomness of the evaluation)."})
@@ -60,11 +66,39 @@ def data_source(args: FrozenBackboneArguments) -> dict[str, Any]:
 def load_backbone_and_splits(args: FrozenBackboneArguments):
     """``(model, train split, test split, device)`` for a frozen-backbone evaluation."""
     model = load_backbone(args.model_name_or_path, random_init=args.random_init, seed=args.seed)
-    source = data_source(args)
-    train = load_image_dataset(split=args.train_split, max_samples=args.max_train_samples, **source)
-    test = load_image_dataset(split=args.test_split, max_samples=args.max_test_samples, **source)
+    train, test = load_splits(args)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model, train, test, device
+
+
+def load_splits(args: FrozenBackboneArguments):
+    """The labelled (train, test) pair: two splits of the source, or train cut in two by ``--train_val_split``."""
+    if args.max_eval_samples is not None:
+        if args.max_test_samples is not None and args.max_test_samples != args.max_eval_samples:
+            raise ValueError(f"--max_eval_samples {args.max_eval_samples} and --max_test_samples {args.max_test_samples} disagree; give one of them")
+        args.max_test_samples = args.max_eval_samples
+    source = data_source(args)
+    if args.train_val_split is not None:
+        if not 0 < args.train_val_split < 1:
+            raise ValueError(f"--train_val_split is the held-out fraction of the training split, in (0, 1); got {args.train_val_split}")
+        full = load_image_dataset(split=args.train_split, **source)
+        label = full.features.get(args.label_column_name)
+        stratify = args.label_column_name if isinstance(label, datasets.ClassLabel) else None
+        parts = full.train_test_split(test_size=args.train_val_split, seed=args.seed, stratify_by_column=stratify)
+        train, test = parts["train"], parts["test"]
+        cap = lambda data, n: data if n is None else data.select(range(min(n, len(data))))  # noqa: E731
+        return cap(train, args.max_train_samples), cap(test, args.max_test_samples)
+    train = load_image_dataset(split=args.train_split, max_samples=args.max_train_samples, **source)
+    try:
+        test = load_image_dataset(split=args.test_split, max_samples=args.max_test_samples, **source)
+    except ValueError as error:
+        if "split" not in str(error).lower():
+            raise
+        raise ValueError(
+            f"the data has no {args.test_split!r} split to classify ({error}). Hold out part of {args.train_split!r} with "
+            f"--train_val_split 0.15, or name an existing split with --test_split."
+        ) from error
+    return train, test
 
 
 def describe(args: FrozenBackboneArguments) -> str:

@@ -25,6 +25,7 @@ import numpy as np
 import timm.data
 import torch
 import torch.nn.functional as F
+from timm.data import auto_augment as timm_auto_augment
 from timm.data.mixup import Mixup, mixup_target
 
 from ..views.base import ImageDecodeError, decode_image
@@ -86,10 +87,30 @@ def train_transform_for(
         A callable ``PIL.Image (RGB) -> float32 [3, H, W]``.
     """
     data_config = timm.data.resolve_data_config(pretrained_cfg=_pretrained_cfg_of(model_dir_or_pretrained_cfg))
-    return timm.data.create_transform(
+    transform = timm.data.create_transform(
         **data_config, is_training=True, scale=tuple(scale), hflip=hflip, color_jitter=color_jitter,
         auto_augment=RANDAUGMENT_POLICY if randaugment else None, re_prob=re_prob, re_mode="pixel",
     )
+    return clamp_posterize_bits(transform)
+
+
+def _posterize_at_least_one_bit(img, bits_to_keep, **kwargs):
+    return timm_auto_augment.posterize(img, max(1, int(bits_to_keep)), **kwargs)
+
+
+def clamp_posterize_bits(transform: Callable) -> Callable:
+    """Make timm's Posterize ops keep at least one bit, in this transform only.
+
+    ``PosterizeIncreasing`` at magnitude ~10 asks for 0 bits (TensorFlow's convention: a black
+    image), which Pillow >= 10 rejects with ``ValueError: bits must be between or equal to 1 and
+    8``: about 8 in 4,000 images, so every real epoch died. One bit is the nearest value Pillow
+    accepts. The op objects of this transform are changed; timm's module is not patched.
+    """
+    for op in getattr(transform, "transforms", ()):
+        for augment in getattr(op, "ops", ()):
+            if getattr(augment, "aug_fn", None) is timm_auto_augment.posterize:
+                augment.aug_fn = _posterize_at_least_one_bit
+    return transform
 
 
 class ClassificationTransform:

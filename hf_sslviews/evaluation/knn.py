@@ -137,6 +137,7 @@ def extract_features(
     batch_size: int = 256,
     transform: Optional[Callable] = None,
     device: Union[str, torch.device, None] = None,
+    progress: Optional[str] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run a frozen backbone over a labelled image dataset.
 
@@ -155,6 +156,7 @@ def extract_features(
         transform: ``PIL.Image -> float32 [3, H, W]``, usually :func:`eval_transform_for`'s;
             required.
         device: where to run the model; defaults to the model's own device.
+        progress: show a progress bar with this label (e.g. ``"train features"``); ``None`` for none.
 
     Returns:
         ``features`` float32 ``[N, D]`` and ``labels`` int64 ``[N]``, on the CPU.
@@ -170,8 +172,14 @@ def extract_features(
     if isinstance(model, torch.nn.Module):
         model.eval().to(device)
     features, labels, skipped = [], [], 0
+    batches = dataset.iter(batch_size=batch_size)
+    if progress is not None:
+        from tqdm.auto import tqdm
+
+        total = -(-len(dataset) // batch_size) if hasattr(dataset, "__len__") else None
+        batches = tqdm(batches, total=total, desc=progress, unit="batch")
     with torch.inference_mode():
-        for batch in dataset.iter(batch_size=batch_size):
+        for batch in batches:
             pixels, keep = [], []
             for value, label in zip(batch[image_column], batch[label_column]):
                 try:
@@ -301,6 +309,7 @@ def run_knn_evaluation(
     batch_size: int = 256,
     num_classes: Optional[int] = None,
     device: Union[str, torch.device, None] = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Extract train and test features once, then score weighted kNN for every ``k``.
 
@@ -316,6 +325,7 @@ def run_knn_evaluation(
         batch_size: images per forward pass.
         num_classes: ``C``; taken from a ``ClassLabel`` feature or inferred from the labels.
         device: where to run the model.
+        progress: show a progress bar per split during feature extraction.
 
     Returns:
         ``{"knn": {"k=20": {"top1", "top5"}, ...}, "num_train", "num_test", "feature_dim",
@@ -324,8 +334,8 @@ def run_knn_evaluation(
     if num_classes is None:
         feature = (getattr(train_dataset, "features", None) or {}).get(label_column)
         num_classes = getattr(feature, "num_classes", None)
-    train_features, train_labels = extract_features(model, train_dataset, image_column, label_column, batch_size, transform, device)
-    test_features, test_labels = extract_features(model, test_dataset, image_column, label_column, batch_size, transform, device)
+    train_features, train_labels = extract_features(model, train_dataset, image_column, label_column, batch_size, transform, device, "train features" if progress else None)
+    test_features, test_labels = extract_features(model, test_dataset, image_column, label_column, batch_size, transform, device, "test features" if progress else None)
     results = {
         f"k={k}": knn_accuracy(train_features, train_labels, test_features, test_labels, num_classes, k, temperature)
         for k in ks

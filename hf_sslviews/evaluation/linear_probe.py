@@ -348,6 +348,7 @@ def run_linear_probe(
     feature_cache: Union[str, Path, None] = None,
     cache_key: Optional[Mapping[str, Any]] = None,
     solver_kwargs: Optional[Mapping[str, Any]] = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Extract (or load cached) train and test features once, fit the probe, score the test set.
 
@@ -369,6 +370,7 @@ def run_linear_probe(
         cache_key: what the features depend on besides the split (model, weights, dataset, caps);
             required with ``feature_cache``.
         solver_kwargs: passed on to the solver (``max_iter``; ``epochs``, ``batch_size``, ``learning_rate``).
+        progress: show a progress bar per split during feature extraction.
 
     Returns:
         ``{"linear_probe": {"top1", "top5"}, "train_top1", "weight_decay", "sweep", "solver",
@@ -384,7 +386,7 @@ def run_linear_probe(
         key = {**(cache_key or {}), "split_role": name, "transform": repr(transform)}
         features[name] = cached_features(
             feature_cache, name, key,
-            lambda dataset=dataset: extract_features(model, dataset, image_column, label_column, batch_size, transform, device),
+            lambda dataset=dataset, name=name: extract_features(model, dataset, image_column, label_column, batch_size, transform, device, f"{name} features" if progress else None),
         )
     (train_x, train_y), (test_x, test_y) = features["train"], features["test"]
     if num_classes is None:

@@ -132,12 +132,6 @@ register_recipe(
                 views=dict(APS_VIEWS, **FMNIST_VIEWS),
                 training=FMNIST_TRAINING,
             ),
-            "aps_fmnist_equal_time": Preset(
-                "aps_fmnist with the optimizer steps that fit mocov3_fmnist's training time on a 2-core CPU (an APS step costs a fraction of a MoCo v3 step).",
-                config=dict(**FMNIST_BACKBONE, projector_hidden_dim=256, projector_dim=64, predictor_hidden_dim=256),
-                views=dict(APS_VIEWS, **FMNIST_VIEWS),
-                training=dict(FMNIST_TRAINING, max_steps=2000),
-            ),
             "aps_cifar_vit_tiny": Preset(
                 "APS ViT-Tiny/2 on 32 px images (16x16 grid, 64 of 256 tokens), K=4: AdamW lr 1e-3*bs/256 (bs 512), wd 0.05, 1600 epochs, 20 warm-up, bf16.",
                 config=dict(backbone="vit_tiny_patch16_224", backbone_kwargs=dict(_CIFAR_PATCH2), **_CIFAR_STATS),
