@@ -7,12 +7,16 @@ makes every explicit flag override the preset.
 from __future__ import annotations
 
 import argparse
+import difflib
+import inspect
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 from .recipes import RECIPES, Preset, find_preset, get_recipe
+from .starting_weights import StartingWeights, starting_weights
 
 DEFAULT_METHOD = "aps"
 # Config fields that describe one backbone and do not carry over to another.
@@ -131,8 +135,20 @@ def parse_json_arg(value: Optional[str], name: str) -> dict:
     return parsed
 
 
+def backbone_starting_weights(preset: Preset, model_args: ModelArguments) -> Optional[StartingWeights]:
+    """The existing weights the run starts from (``None``: a random start), from the same fields as :func:`build_config`."""
+    backbone = model_args.backbone or preset.config.get("backbone", "")
+    kwargs = parse_json_arg(model_args.backbone_kwargs, "backbone_kwargs") if model_args.backbone_kwargs is not None else preset.config.get("backbone_kwargs")
+    return starting_weights(backbone, kwargs)
+
+
 def build_config(recipe, preset: Preset, model_args: ModelArguments):
-    """The method config: preset fields, then --backbone/--backbone_kwargs/--image_size, then --config_overrides."""
+    """The method config: preset fields, then --backbone/--backbone_kwargs/--image_size, then --config_overrides.
+
+    A backbone that names existing weights (``hf-hub:``, ``local-dir:``, ``{"pretrained": true}``)
+    becomes its timm architecture and arguments plus ``base_model``; the script loads the weights
+    (:func:`backbone_starting_weights`, :mod:`hf_sslviews.starting_weights`).
+    """
     fields = dict(preset.config)
     if model_args.backbone and model_args.backbone != fields.get("backbone"):
         # Another architecture does not inherit the preset's sizes: its timm arguments and image
@@ -150,10 +166,51 @@ def build_config(recipe, preset: Preset, model_args: ModelArguments):
         fields["backbone"] = model_args.backbone
     if model_args.backbone_kwargs is not None:
         fields["backbone_kwargs"] = parse_json_arg(model_args.backbone_kwargs, "backbone_kwargs")
+    weights = starting_weights(fields.get("backbone", ""), fields.get("backbone_kwargs"))
+    if weights is not None:
+        user_kwargs = {key: value for key, value in (fields.get("backbone_kwargs") or {}).items() if key != "pretrained"}
+        fields.update(backbone=weights.architecture, backbone_kwargs={**weights.model_args, **user_kwargs}, base_model=weights.base_model)
     if model_args.image_size:
         fields["image_size"] = model_args.image_size
     elif "img_size" in fields.get("backbone_kwargs", {}):
         size = fields["backbone_kwargs"]["img_size"]
         fields["image_size"] = size if isinstance(size, int) else size[0]
-    fields.update(parse_json_arg(model_args.config_overrides, "config_overrides"))
+    overrides = parse_json_arg(model_args.config_overrides, "config_overrides")
+    check_config_fields(recipe.config_class, overrides)
+    fields.update(overrides)
     return recipe.config_class(**fields)
+
+
+def config_parameters(config_class) -> dict[str, inspect.Parameter]:
+    """The named arguments of a method config, its own and those of the shared base classes."""
+    parameters: dict[str, inspect.Parameter] = {}
+    for klass in reversed(config_class.__mro__):
+        init = klass.__dict__.get("__init__")
+        if init is None or klass.__module__.startswith("transformers"):
+            continue
+        for name, parameter in inspect.signature(init).parameters.items():
+            if name != "self" and parameter.kind not in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
+                parameters[name] = parameter
+    return parameters
+
+
+def check_config_fields(config_class, values: dict[str, Any]) -> None:
+    """Unknown fields (typos) and values of the wrong kind are errors naming the field and the fix.
+
+    A config would otherwise keep ``loss_temprature`` as an unused attribute and train with the
+    default temperature, and take ``"0.2"`` or ``true`` for a number.
+    """
+    parameters = config_parameters(config_class)
+    for name, value in values.items():
+        if name not in parameters:
+            close = difflib.get_close_matches(name, parameters, n=3, cutoff=0.6)
+            hint = f" Did you mean {' or '.join(close)}?" if close else f" The fields are: {', '.join(sorted(parameters))}."
+            raise ValueError(f"--config_overrides: {config_class.__name__} has no field {name!r}.{hint}")
+        default = parameters[name].default
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and value is not None:
+            if isinstance(value, (bool, str)):  # lists stay allowed: PatchMix's num_groups may be one
+                raise ValueError(f"--config_overrides: {name} must be a number (like its default {default!r}), got {value!r} ({type(value).__name__})")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"--config_overrides: {name} must be a finite number, got {value!r}")
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise ValueError(f"--config_overrides: {name} must be true or false, got {value!r}")

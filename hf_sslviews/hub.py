@@ -282,7 +282,7 @@ def render_run_card(model, model_dir: str | os.PathLike, repo_id: str, existing_
         budget = match.group(1) if match else budget
     return render_model_card(
         model, recipe, meta["preset"] or recipe.default_preset, repo_id=repo_id, dataset=meta["dataset"],
-        budget=budget, knn=meta["knn"], knn_k=meta["knn_k"], dataset_id=meta["dataset_id"],
+        budget=budget, knn=meta["knn"], knn_k=meta["knn_k"], dataset_id=meta["dataset_id"], base_model=getattr(model.config, "base_model", None),
     )
 
 

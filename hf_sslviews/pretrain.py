@@ -13,7 +13,7 @@ import transformers
 from transformers import AutoModelForPreTraining, HfArgumentParser, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from .arguments import DataArguments, EvalArguments, HubArguments, ModelArguments, build_config, parse_json_arg, preset_flags, resolve_preset
+from .arguments import DataArguments, EvalArguments, HubArguments, ModelArguments, backbone_starting_weights, build_config, parse_json_arg, preset_flags, resolve_preset
 from .collator import ViewCollator
 from .data import load_image_dataset, prepare_for_views
 from .atomic import write_text_atomic
@@ -21,6 +21,8 @@ from .export import export_backbone
 from .hub import push_run
 from .model_card import dataset_reference, render_model_card
 from .recipes import get_recipe
+from .output_dir import check_checkpoint_method, prepare_output_dir, run_identity
+from .starting_weights import load_starting_weights
 from .streaming import configure_streaming, streaming_views
 from .trainer import SSLTrainer, SSLTrainingArguments
 
@@ -63,7 +65,11 @@ def build_model(recipe, preset, model_args: ModelArguments):
         if not isinstance(model, recipe.model_class):
             raise ValueError(f"{model_args.model_name_or_path} holds a {type(model).__name__}, not a {recipe.model_class.__name__} (--method {recipe.name})")
         return model
-    return recipe.model_class(build_config(recipe, preset, model_args))
+    model = recipe.model_class(build_config(recipe, preset, model_args))
+    weights = backbone_starting_weights(preset, model_args)
+    if weights is not None:
+        load_starting_weights(model, weights)
+    return model
 
 
 def run_pretraining(model_args: ModelArguments, data_args: DataArguments, eval_args: EvalArguments, training_args: SSLTrainingArguments, hub_args: Optional[HubArguments] = None) -> dict:
@@ -110,6 +116,12 @@ def run_pretraining(model_args: ModelArguments, data_args: DataArguments, eval_a
         resume = get_last_checkpoint(training_args.output_dir)
         if resume is None:
             raise ValueError(f"--resume_from_checkpoint last: no checkpoint-N folder in {training_args.output_dir}")
+    if resume:
+        check_checkpoint_method(resume, model.config.model_type)
+    if training_args.process_index == 0:
+        # One writer; the other processes follow rank 0, which stops the launch if the folder is wrong.
+        data = {key: getattr(data_args, key) for key in ("dataset_name", "dataset_config_name", "train_dir", "train_split", "max_train_samples")}
+        prepare_output_dir(training_args.output_dir, run_identity(recipe.name, model.config, data), resume=bool(resume), overwrite=training_args.overwrite_output_dir)
 
     callbacks = recipe.callbacks(model.config, training_args) if recipe.callbacks else None
     trainer = SSLTrainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset, data_collator=ViewCollator(), callbacks=callbacks)
@@ -141,7 +153,7 @@ def run_pretraining(model_args: ModelArguments, data_args: DataArguments, eval_a
             repo_id=training_args.hub_model_id or f"{recipe.name}-{model.config.backbone}",
             dataset=dataset_label, dataset_id=dataset_id,
             budget=f"{trainer.state.global_step} optimizer steps ({trainer.state.epoch:.2f} epochs) at batch {training_args.per_device_train_batch_size} x {training_args.gradient_accumulation_steps} accumulation x {training_args.world_size} processes",
-            knn=results.get("knn"), knn_k=eval_args.knn_k,
+            knn=results.get("knn"), knn_k=eval_args.knn_k, base_model=getattr(model.config, "base_model", None),
         )
         write_text_atomic(backbone_dir / "README.md", str(card))
         (output_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")

@@ -26,7 +26,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from .callbacks import MomentumCallback, ViewEpochCallback, WeightDecayScheduleCallback
 from .atomic import write_text_atomic
 from .atomic_checkpoints import save_checkpoint_atomically
-from .checkpoint_io import has_state, load_state, save_state
+from .checkpoint_io import check_resumable, has_state, load_state, save_state
 from .views.base import ViewTransform
 from .chunk_steps import ChunkRepeatingLoader
 
@@ -62,6 +62,10 @@ class SSLTrainingArguments(TrainingArguments):
         default=None,
         metadata={"help": "APS: optimizer steps per loaded batch, one per patch chunk, on the same augmented images. Default: every chunk the views make (K = 1/ratio); 1 turns reuse off."},
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Replace an earlier run in --output_dir (its checkpoint-* folders are deleted). Without it a folder holding another run is refused."},
+    )
     predictor_lr_multiplier: float = field(
         default=1.0,
         metadata={"help": "Learning rate of the predictor heads (parameters named 'predictor*') as a multiple of --learning_rate, following the same schedule. >1 speeds up BYOL / SimSiam / MULAN at small budgets (a predictor that lags the projector slows the start)."},
@@ -80,7 +84,37 @@ class SSLTrainingArguments(TrainingArguments):
         if launched and not self.use_cpu and not _has_accelerator():
             logger.warning("%s processes launched on a machine without GPU: training with CPU DDP (gloo), as --use_cpu True would.", os.environ["WORLD_SIZE"])
             self.use_cpu = True
+        if self.gradient_accumulation_steps < 1:
+            raise ValueError(f"--gradient_accumulation_steps must be at least 1, got {self.gradient_accumulation_steps}")
         super().__post_init__()
+        _check_reporting_packages(self.report_to)
+        if not (math.isfinite(self.max_bad_image_fraction) and 0 <= self.max_bad_image_fraction <= 1):
+            raise ValueError(f"--max_bad_image_fraction is a fraction of the images seen, in [0, 1]; got {self.max_bad_image_fraction}")
+        if self.max_steps == 0 or (self.max_steps < 0 and self.num_train_epochs <= 0):
+            raise ValueError(
+                f"nothing would train: --max_steps {self.max_steps} and --num_train_epochs {self.num_train_epochs:g}; give a positive "
+                f"--max_steps or --num_train_epochs (an untrained backbone would otherwise be exported as if pretrained)"
+            )
+
+
+# --report_to integrations -> (modules any of which serves it, how to install one).
+REPORTING_PACKAGES = {
+    "tensorboard": (("tensorboard", "tensorboardX"), 'pip install "hf-sslviews[tensorboard]"'),
+    "wandb": (("wandb",), "pip install wandb"),
+    "mlflow": (("mlflow",), "pip install mlflow"),
+    "comet_ml": (("comet_ml",), "pip install comet_ml"),
+    "trackio": (("trackio",), "pip install trackio"),
+}
+
+
+def _check_reporting_packages(report_to) -> None:
+    """Fail before training, with the install command, when a --report_to integration's package is missing."""
+    import importlib.util
+
+    for name in report_to or ():
+        modules, install = REPORTING_PACKAGES.get(name, ((), ""))
+        if modules and not any(importlib.util.find_spec(module) for module in modules):
+            raise ValueError(f"--report_to {name} needs the {modules[0]} package, which is not installed: {install} (or pass --report_to none)")
 
 
 def _has_accelerator() -> bool:
@@ -215,6 +249,17 @@ class SSLTrainer(Trainer):
             )
         self._last_finite_step = self.state.global_step
 
+    def _check_finite_weights(self) -> None:
+        """Never write a checkpoint whose weights are not finite (a finite loss can precede them by one step)."""
+        bad = [name for name, tensor in list(self.model.named_parameters()) + list(self.model.named_buffers()) if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+        if bad:
+            last = get_last_checkpoint(self.args.output_dir) if self.args.output_dir else None
+            raise NonFiniteLossError(
+                f"at optimizer step {self.state.global_step} {len(bad)} weight tensors hold NaN or infinite values (first: {bad[0]}); "
+                f"no checkpoint was written for this step. The last checkpoint, all of whose weights were checked finite when it "
+                f"was written, is {last or 'none (no checkpoint was saved)'}. Lower --learning_rate, use --bf16 instead of --fp16, or set --max_grad_norm."
+            )
+
     def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
         if "loss" in logs:
             self._check_finite()
@@ -236,12 +281,16 @@ class SSLTrainer(Trainer):
 
     def _save_checkpoint(self, model, trial):
         self._check_finite()
+        self._check_finite_weights()
         # Written into a hidden sibling folder and renamed when complete: a crash mid-save never
         # leaves a checkpoint-N that looks whole, and rotation never deletes the last good one.
         save_checkpoint_atomically(self, super()._save_checkpoint, model, trial)
 
-    def train(self, *args, **kwargs):
-        result = super().train(*args, **kwargs)
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        checkpoint = get_last_checkpoint(self.args.output_dir) if resume_from_checkpoint is True else resume_from_checkpoint
+        if isinstance(checkpoint, (str, os.PathLike)) and self._plain_state_files():
+            check_resumable(checkpoint, self.model)
+        result = super().train(resume_from_checkpoint, *args, **kwargs)
         self._check_finite()
         if self.images_skipped:
             logger.warning("%d of %d images could not be decoded and were skipped", self.images_skipped, self.images_seen)

@@ -6,6 +6,9 @@
     python scripts/visualize_views.py --method clsa --preset multi
     python scripts/visualize_views.py --method mulan --n_local 4
     python scripts/visualize_views.py --method repco [--model_name_or_path exported_backbone_dir]
+    python scripts/visualize_views.py --method byol --image my_photo.jpg other.png   # your own images; byol / mocov3 / simsiam: the pair
+
+Needs matplotlib and scikit-image: ``pip install "hf-sslviews[viz]"``.
 
 The figures in docs/ are ``--method <m> --output docs/views_<m>.png --dpi 72`` (APS with
 ``--num_images 2``), seed 0, every other flag at its default.
@@ -20,7 +23,10 @@ import argparse
 import io
 from typing import Callable, Sequence
 
-import matplotlib
+try:
+    import matplotlib
+except ImportError as error:  # an optional dependency: say which extra brings it
+    raise SystemExit('visualize_views.py draws with matplotlib, which is not installed: pip install "hf-sslviews[viz]"') from error
 
 matplotlib.use("Agg")  # files only, no display
 
@@ -48,12 +54,25 @@ def load_sample_images(num_images: int) -> list[np.ndarray]:
     """``uint8 [H, W, 3]`` photos bundled with scikit-image (no download)."""
     try:
         from skimage import data
-    except ImportError as error:  # pragma: no cover - scikit-image is a [dev] extra
-        raise SystemExit("visualize_views.py needs scikit-image: pip install 'hf-sslviews[dev]'") from error
+    except ImportError as error:  # pragma: no cover - scikit-image is in the [viz] extra
+        raise SystemExit('visualize_views.py takes its sample photos from scikit-image, which is not installed: pip install "hf-sslviews[viz]" (or pass --image your_photo.jpg)') from error
     if not 1 <= num_images <= len(SAMPLE_IMAGES):
         raise SystemExit(f"--num_images must lie in 1..{len(SAMPLE_IMAGES)}, got {num_images}")
     loaders = {"motorcycle_left": lambda: data.stereo_motorcycle()[0]}
     return [np.ascontiguousarray(loaders.get(name, getattr(data, name, None))()[..., :3]) for name in SAMPLE_IMAGES[:num_images]]
+
+
+def load_user_images(paths: Sequence[str]) -> list[np.ndarray]:
+    """The user's own image files as ``uint8 [H, W, 3]`` (any mode; decoded as the views decode them)."""
+    from hf_sslviews.views.base import ImageDecodeError, decode_image
+
+    images = []
+    for path in paths:
+        try:
+            images.append(np.asarray(decode_image(path)))
+        except (ImageDecodeError, FileNotFoundError) as error:
+            raise SystemExit(f"--image {path}: cannot be read as an image ({error})") from error
+    return images
 
 
 def _as_tensor(image: np.ndarray) -> torch.Tensor:
@@ -329,6 +348,27 @@ def render_mulan(images: Sequence[np.ndarray], args: argparse.Namespace) -> plt.
     return fig
 
 
+def render_pair(images: Sequence[np.ndarray], args: argparse.Namespace) -> plt.Figure:
+    """The baselines' asymmetric pair (MoCo v3, BYOL, SimSiam): view 1 always blurred, view 2 sometimes solarized."""
+    from hf_sslviews.views.multi_view import two_view_transform
+
+    pair = two_view_transform(size=args.size, scale=(0.08, 1.0)).views
+    fig, axes = plt.subplots(len(images), 3, figsize=(7.5, 2.7 * len(images) + 0.4), squeeze=False, layout="constrained")
+    details = {"pixel_values_1": "view 1: blur p=1", "pixel_values_2": "view 2: blur p=0.1, solarize p=0.2"}
+    for row, image in zip(axes, images):
+        source = _as_tensor(image)
+        row[0].imshow(image)
+        _axis_off(row[0])
+        row[0].set_title("source, crop boxes", fontsize=10)
+        for ax, (key, aug), colour in zip(row[1:], pair.items(), VIEW_COLOURS):
+            crop, box = aug.geometric(source)
+            row[0].add_patch(Rectangle((box.left, box.top), box.width, box.height, fill=False, edgecolor=colour, linewidth=1.8, linestyle="--"))
+            _show_view(ax, _to_rgb(aug.normalize(aug.photometric(crop))), args.size, colour)
+            ax.set_title(details[key] + (" (flipped)" if box.flipped else ""), fontsize=9, color=colour)
+    fig.suptitle(f"The {args.method} pair: two random resized crops with colour jitter, grayscale, blur and solarize", fontsize=11)
+    return fig
+
+
 def hand_cell_features(image: torch.Tensor, grid: int) -> torch.Tensor:
     """Deterministic, training-free features of each cell of a ``uint8 [3, S, S]`` image.
 
@@ -455,6 +495,9 @@ RENDERERS: dict[str, Callable[[Sequence[np.ndarray], argparse.Namespace], plt.Fi
     "clsa": render_clsa,
     "mulan": render_mulan,
     "repco": render_repco,
+    "mocov3": render_pair,
+    "byol": render_pair,
+    "simsiam": render_pair,
 }
 
 
@@ -477,6 +520,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num_queries", type=int, default=3, help="RepCo: query cells shown per image.")
     parser.add_argument("--model_name_or_path", default=None, help="RepCo: exported timm backbone (folder) whose feature grid picks the pairs; default: hand-made cell features.")
     parser.add_argument("--dpi", type=int, default=80, help="Resolution of the PNG.")
+    parser.add_argument("--image", nargs="+", default=None, help="Your own image files to draw the views of (default: scikit-image's sample photos).")
     return parser.parse_args(argv)
 
 
@@ -485,7 +529,8 @@ def main(argv: Sequence[str] | None = None) -> str:
     output = args.output or f"views_{args.method}.png"
     torch.manual_seed(args.seed)
     num_images = args.num_images if args.num_images is not None else DEFAULT_NUM_IMAGES.get(args.method, 3)
-    fig = RENDERERS[args.method](load_sample_images(num_images), args)
+    images = load_user_images(args.image) if args.image else load_sample_images(num_images)
+    fig = RENDERERS[args.method](images, args)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=args.dpi)
     plt.close(fig)

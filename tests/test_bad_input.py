@@ -465,3 +465,29 @@ def test_error__names_are_unique_and_documented():
 def test_error__scale_given_as_one_number_names_the_fix():
     with pytest.raises(ValueError, match=r"scale must be a \(min, max\) pair"):
         ViewAugmentation(scale=0.5)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        __import__("struct").error("unpack requires a buffer of 4 bytes"),  # malformed EXIF in exif_transpose (an 872-byte JPEG)
+        TypeError("'IFDRational' object is not subscriptable"),  # a damaged 16-bit TIFF tag
+        KeyError(284),  # a bit-flipped TIFF header
+        IndexError("tuple index out of range"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_decode_image__any_failure_of_one_file_is_a_counted_skip(error, monkeypatch):
+    """Whatever PIL raises on one file, the run skips and counts that image and goes on."""
+    from PIL import ImageOps
+
+    from hf_sslviews.views import two_view_transform
+
+    def broken(image, *args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(ImageOps, "exif_transpose", broken)
+    with pytest.raises(ImageDecodeError, match=type(error).__name__):
+        decode_image(np.zeros((8, 8, 3), dtype=np.uint8))
+    rows = two_view_transform(size=8, scale=(0.5, 1.0))({"image": [np.zeros((8, 8, 3), dtype=np.uint8)] * 2})
+    assert rows["image_ok"] == [False, False] and rows["pixel_values_1"] == [None, None]

@@ -149,3 +149,24 @@ def test_run_pretrain__print_config_shows_the_effective_values_and_trains_nothin
     assert printed["training"]["learning_rate"] == 3e-3 and printed["training"]["max_steps"] == 500  # flag over preset, preset over Trainer default
     assert printed["views"]["scale"] == [0.4, 1.0] or tuple(printed["views"]["scale"]) == (0.4, 1.0)
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"loss_temprature": 0.01}, "no field 'loss_temprature'. Did you mean loss_temperature"),
+        ({"loss_temperature": "0.2"}, "loss_temperature must be a number"),
+        ({"loss_temperature": True}, "loss_temperature must be a number"),
+        ({"loss_temperature": float("nan")}, "finite"),
+        ({"gather_distributed": "yes"}, "true or false"),
+    ],
+)
+def test_build_config__override_typos_and_wrong_kinds_name_the_field(overrides, message):
+    from hf_sslviews.arguments import ModelArguments, build_config
+    from hf_sslviews.recipes import find_preset
+
+    recipe, preset = find_preset("mocov3_tiny")
+    with pytest.raises(ValueError, match=message):
+        build_config(recipe, preset, ModelArguments(method="mocov3", preset="mocov3_tiny", config_overrides=json.dumps(overrides)))
+    ok = build_config(recipe, preset, ModelArguments(method="mocov3", preset="mocov3_tiny", config_overrides='{"loss_temperature": 0.1}'))
+    assert ok.loss_temperature == 0.1

@@ -79,3 +79,32 @@ def test_persistent_workers__every_epoch_gets_its_own_views(tmp_path):
     assert set(range(1, 13)) <= set(persistent)
     for step in range(1, 13):
         assert persistent[step] == pytest.approx(in_process[step], rel=1e-5, abs=1e-6), (step, persistent, in_process)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda folder: (folder / "optimizer.json").unlink(), "optimizer state"),
+        (lambda folder: (folder / "optimizer.safetensors").unlink(), "optimizer state"),
+        (lambda folder: (folder / "trainer_state.json").write_text('{"global_step": '), "trainer_state.json"),
+        (lambda folder: (folder / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes()[:100]), "model.safetensors"),
+    ],
+    ids=["optimizer_json", "optimizer_tensors", "truncated_trainer_state", "truncated_weights"],
+)
+def test_resume__an_incomplete_checkpoint_is_an_error_naming_the_part(damage, message, tmp_path):
+    _run("byol", tmp_path, max_steps=3)
+    checkpoint = tmp_path / "out" / "checkpoint-3"
+    damage(checkpoint)
+    with pytest.raises(ValueError, match=message):
+        _run("byol", tmp_path, max_steps=6, resume=str(checkpoint))
+
+
+def test_resume__weights_without_the_target_network_are_an_error(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    _run("byol", tmp_path, max_steps=3)
+    weights = tmp_path / "out" / "checkpoint-3" / "model.safetensors"
+    tensors = {name: tensor for name, tensor in load_file(str(weights)).items() if not name.startswith("target_")}
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"lacks \d+ of the model's tensors \(in target_"):
+        _run("byol", tmp_path, max_steps=6, resume=str(weights.parent))

@@ -162,3 +162,38 @@ def test_trainer__a_training_set_smaller_than_one_batch_is_an_error(tiny_vit_kwa
     trainer = SSLTrainer(model=_mocov3(tiny_vit_kwargs), args=_args(tmp_path, per_device_train_batch_size=8), train_dataset=train, data_collator=ViewCollator())
     with pytest.raises(ValueError, match="5 images, fewer than one batch .* at most 5"):
         trainer.train()
+
+
+def test_training_arguments__report_to_a_missing_package_names_the_install_command(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("tensorboard", "tensorboardX") else real(name, *a))
+    with pytest.raises(ValueError, match=r'pip install "hf-sslviews\[tensorboard\]"'):
+        _args(tmp_path, report_to="tensorboard")
+    assert _args(tmp_path, report_to="none").report_to in ([], ["none"], "none")
+
+
+def test_trainer__a_checkpoint_with_non_finite_weights_is_never_written(tiny_vit_kwargs, tmp_path):
+    """lr 1e39: the first loss is finite, the weights after the first step are not."""
+    train = random_image_dataset(32).with_transform(two_view_transform(size=32))
+    args = _args(tmp_path, max_steps=4, gradient_accumulation_steps=1, save_strategy="steps", save_steps=1, learning_rate=1e39, max_grad_norm=0.0)
+    trainer = SSLTrainer(model=_mocov3(tiny_vit_kwargs), args=args, train_dataset=train, data_collator=ViewCollator())
+    with pytest.raises(NonFiniteLossError, match="none \\(no checkpoint was saved\\)"):
+        trainer.train()
+    assert not any(p.name.startswith("checkpoint-") for p in (tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(max_steps=0), "nothing would train"),
+        (dict(max_steps=-1, num_train_epochs=0), "nothing would train"),
+        (dict(max_bad_image_fraction=float("nan")), "max_bad_image_fraction"),
+        (dict(max_bad_image_fraction=1.5), "max_bad_image_fraction"),
+        (dict(gradient_accumulation_steps=0), "gradient_accumulation_steps"),
+    ],
+)
+def test_training_arguments__impossible_values_are_refused(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        _args(tmp_path, **overrides)

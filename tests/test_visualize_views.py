@@ -20,6 +20,9 @@ SMALL_RUNS = {
     "clsa": ["--num_images", "1", "--preset", "single_cifar"],
     "mulan": ["--num_images", "1", "--size", "32", "--n_local", "2"],
     "repco": ["--num_images", "1", "--size", "32", "--patch_size", "8", "--num_queries", "2"],
+    "mocov3": ["--num_images", "1", "--size", "32"],
+    "byol": ["--num_images", "1", "--size", "32"],
+    "simsiam": ["--num_images", "1", "--size", "32"],
 }
 
 
@@ -93,3 +96,16 @@ def test_visualize_views__repco_uses_an_exported_backbone(visualizer, tmp_path, 
     output = tmp_path / "repco.png"
     visualizer.main(["--method", "repco", "--model_name_or_path", str(folder), "--num_images", "1", "--size", "64", "--output", str(output), "--dpi", "40"])
     assert_png(output)
+
+
+def test_visualize_views__the_user_own_images(visualizer, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    grey = tmp_path / "garment.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 30), dtype=np.uint8), mode="L").save(grey)  # grayscale, not square
+    output = tmp_path / "pair.png"
+    visualizer.main(["--method", "byol", "--image", str(grey), "--size", "32", "--output", str(output)])
+    assert_png(output)
+    with pytest.raises(SystemExit, match="cannot be read as an image"):
+        visualizer.main(["--method", "byol", "--image", str(tmp_path / "missing.jpg"), "--output", str(output)])

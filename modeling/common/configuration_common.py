@@ -24,6 +24,9 @@ class SSLConfig(PretrainedConfig):
         image_std: normalisation std the views used (recorded in the export).
         gather_distributed: gather keys across processes in the losses (labels offset by
             ``rank * N``); leave on, it is a no-op on one process.
+        base_model: the Hub id of the weights the backbone started from (``--backbone
+            hf-hub:org/name``), recorded for the model card; ``None`` for a random start. The
+            model never loads it itself: the run did, once.
     """
 
     def __init__(
@@ -34,6 +37,7 @@ class SSLConfig(PretrainedConfig):
         image_mean: Sequence[float] = IMAGENET_MEAN,
         image_std: Sequence[float] = IMAGENET_STD,
         gather_distributed: bool = True,
+        base_model: Optional[str] = None,
         **kwargs,
     ):
         check_backbone_name(backbone)
@@ -49,6 +53,7 @@ class SSLConfig(PretrainedConfig):
         self.image_mean = list(image_mean)
         self.image_std = list(image_std)
         self.gather_distributed = gather_distributed
+        self.base_model = base_model
         super().__init__(**kwargs)
 
     @staticmethod
