@@ -197,3 +197,28 @@ def test_trainer__a_checkpoint_with_non_finite_weights_is_never_written(tiny_vit
 def test_training_arguments__impossible_values_are_refused(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
         _args(tmp_path, **overrides)
+
+
+def test_bad_fraction_exceeds__under_the_limit_runs_are_not_stopped_by_early_clusters():
+    """Simulated shuffles of 400 images checked after every batch of 32 (the issue's setting)."""
+    import random
+
+    from hf_sslviews.trainer import bad_fraction_exceeds
+
+    def stopped(num_bad, limit=0.01, total=400, batch=32, seed=0):
+        rng = random.Random(seed)
+        flags = [True] * num_bad + [False] * (total - num_bad)
+        rng.shuffle(flags)
+        bad = 0
+        for start in range(0, total, batch):
+            bad += sum(flags[start:start + batch])
+            if bad_fraction_exceeds(bad, min(start + batch, total), limit):
+                return True
+        return False
+
+    assert bad_fraction_exceeds(3, 256, 0.01) is False  # the reported case: 3 bad among the first 256
+    for num_bad in (2, 3):  # 0.5% and 0.75% bad: under the 1% limit
+        rate = sum(stopped(num_bad, seed=seed) for seed in range(500)) / 500
+        assert rate < 0.01, (num_bad, rate)  # the raw-fraction rule stopped 17% and 38% of these
+    assert all(stopped(40, seed=seed) for seed in range(100))  # 10% bad: always stopped
+    assert bad_fraction_exceeds(1, 1, 0.0) and not bad_fraction_exceeds(0, 1000, 0.0)  # limit 0: the first bad image stops
