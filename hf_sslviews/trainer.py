@@ -126,21 +126,27 @@ def _has_accelerator() -> bool:
 
 # One-sided 99.9% normal quantile: a run under the limit is stopped by chance about once in a thousand.
 _BAD_IMAGE_Z = 3.09
+# The Wilson bound is too optimistic at a handful of events (1 bad among the first 8 images would
+# pass a 1% limit's bound): a stop needs at least this many bad images as well.
+_MIN_BAD_IMAGES = 10
 
 
-def bad_fraction_exceeds(bad: int, seen: int, limit: float, z: float = _BAD_IMAGE_Z) -> bool:
+def bad_fraction_exceeds(bad: int, seen: int, limit: float, z: float = _BAD_IMAGE_Z, min_bad: int = _MIN_BAD_IMAGES) -> bool:
     """Whether ``bad`` undecodable images of ``seen`` show, beyond chance, a fraction above ``limit``.
 
     The raw fraction misleads early: 3 bad images among the first 256 of a data set with 0.75%
     bad ones is 1.2%, and a rule on the raw fraction stopped 38% of such runs (0.5% bad: 17%).
-    This stops only when the lower end of the Wilson score interval (99.9%, one-sided) is above
-    the limit, i.e. when the data really hold more bad images than allowed; a 5% bad data set
-    is still stopped within its first few hundred images.
+    This stops only when at least ``min_bad`` images were bad and the lower end of the Wilson
+    score interval (99.9%, one-sided) is above the limit, i.e. when the data really hold more bad
+    images than allowed; a 10% bad data set is still stopped within its first few hundred images.
+    A limit of 0 stops at the first bad image.
     """
     if seen <= 0 or bad <= 0:
         return False
     if limit <= 0:
         return True
+    if bad < min_bad:
+        return False
     p = bad / seen
     z2 = z * z
     lower = (p + z2 / (2 * seen) - z * math.sqrt(p * (1 - p) / seen + z2 / (4 * seen * seen))) / (1 + z2 / seen)

@@ -286,7 +286,7 @@ def test_aps_recipe__presets_build_their_views_and_tiny_comes_first():
 
     recipe = get_recipe("aps")
     assert recipe.default_preset == "aps_tiny"
-    expected_grid = {"aps_tiny": 8, "aps_cifar_vit_tiny": 16, "aps_cifar_vit_small": 16, "aps_cifar_vit_base": 16, "aps_imagenet_vit_small": 14, "aps_imagenet_vit_base": 14}
+    expected_grid = {"aps_tiny": 8, "aps_fmnist": 4, "aps_cifar_vit_tiny": 16, "aps_cifar_vit_small": 16, "aps_cifar_vit_base": 16, "aps_imagenet_vit_small": 14, "aps_imagenet_vit_base": 14}
     assert list(recipe.presets) == list(expected_grid)
     for name, preset in recipe.presets.items():
         views = recipe.build_views(APSConfig(**preset.config), image_column="img", **preset.views)

@@ -222,3 +222,11 @@ def test_bad_fraction_exceeds__under_the_limit_runs_are_not_stopped_by_early_clu
         assert rate < 0.01, (num_bad, rate)  # the raw-fraction rule stopped 17% and 38% of these
     assert all(stopped(40, seed=seed) for seed in range(100))  # 10% bad: always stopped
     assert bad_fraction_exceeds(1, 1, 0.0) and not bad_fraction_exceeds(0, 1000, 0.0)  # limit 0: the first bad image stops
+
+
+def test_bad_fraction_exceeds__a_single_early_bad_image_never_stops_a_run():
+    from hf_sslviews.trainer import bad_fraction_exceeds
+
+    assert not any(bad_fraction_exceeds(1, seen, 0.01) for seen in range(1, 1000))
+    assert not bad_fraction_exceeds(9, 20, 0.01)  # fewer than 10 bad images: too few to judge
+    assert bad_fraction_exceeds(10, 20, 0.01)
