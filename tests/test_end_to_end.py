@@ -170,3 +170,19 @@ def test_build_config__override_typos_and_wrong_kinds_name_the_field(overrides, 
         build_config(recipe, preset, ModelArguments(method="mocov3", preset="mocov3_tiny", config_overrides=json.dumps(overrides)))
     ok = build_config(recipe, preset, ModelArguments(method="mocov3", preset="mocov3_tiny", config_overrides='{"loss_temperature": 0.1}'))
     assert ok.loss_temperature == 0.1
+
+
+def test_run_pretrain__final_knn_is_capped_by_default_and_says_how_to_change_it(caplog, tmp_path):
+    """`--dataset_name fashion_mnist --max_steps 5` once embedded 2 x 70,000 images after training, silently."""
+    from hf_sslviews.pretrain import _knn_report, parse_args
+
+    from .helpers import export_tiny_backbone
+
+    _, data_args, eval_args, _, _ = parse_args(["--method", "byol", "--output_dir", str(tmp_path / "never")])
+    assert (eval_args.knn_max_train_samples, eval_args.knn_max_test_samples) == (10000, 2000)
+    backbone = export_tiny_backbone(tmp_path / "backbone")
+    eval_args.knn_max_train_samples, eval_args.knn_max_test_samples = 40, 20  # the same code path, small
+    with caplog.at_level("INFO", logger="hf_sslviews"):
+        report = _knn_report(backbone, data_args, eval_args)
+    assert "final kNN: 40 training images as memory, 20 test images (--knn_max_train_samples" in caplog.text
+    assert set(report) == {"pretrained", "random_init", "raw_pixels"}
