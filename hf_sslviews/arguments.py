@@ -135,19 +135,17 @@ def parse_json_arg(value: Optional[str], name: str) -> dict:
     return parsed
 
 
-def backbone_starting_weights(preset: Preset, model_args: ModelArguments) -> Optional[StartingWeights]:
-    """The existing weights the run starts from (``None``: a random start), from the same fields as :func:`build_config`."""
-    backbone = model_args.backbone or preset.config.get("backbone", "")
-    kwargs = parse_json_arg(model_args.backbone_kwargs, "backbone_kwargs") if model_args.backbone_kwargs is not None else preset.config.get("backbone_kwargs")
-    return starting_weights(backbone, kwargs)
-
-
 def build_config(recipe, preset: Preset, model_args: ModelArguments):
-    """The method config: preset fields, then --backbone/--backbone_kwargs/--image_size, then --config_overrides.
+    """The method config: preset fields, then --backbone/--backbone_kwargs/--image_size, then --config_overrides."""
+    return config_and_starting_weights(recipe, preset, model_args)[0]
+
+
+def config_and_starting_weights(recipe, preset: Preset, model_args: ModelArguments) -> tuple[Any, Optional[StartingWeights]]:
+    """:func:`build_config`, and the existing weights the run starts from (``None``: a random start).
 
     A backbone that names existing weights (``hf-hub:``, ``local-dir:``, ``{"pretrained": true}``)
-    becomes its timm architecture and arguments plus ``base_model``; the script loads the weights
-    (:func:`backbone_starting_weights`, :mod:`hf_sslviews.starting_weights`).
+    becomes its timm architecture and arguments plus ``base_model`` in the config; the script
+    loads the weights (:mod:`hf_sslviews.starting_weights`).
     """
     fields = dict(preset.config)
     if model_args.backbone and model_args.backbone != fields.get("backbone"):
@@ -178,7 +176,7 @@ def build_config(recipe, preset: Preset, model_args: ModelArguments):
     overrides = parse_json_arg(model_args.config_overrides, "config_overrides")
     check_config_fields(recipe.config_class, overrides)
     fields.update(overrides)
-    return recipe.config_class(**fields)
+    return recipe.config_class(**fields), weights
 
 
 def config_parameters(config_class) -> dict[str, inspect.Parameter]:

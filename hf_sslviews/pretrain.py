@@ -13,7 +13,7 @@ import transformers
 from transformers import AutoModelForPreTraining, HfArgumentParser, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from .arguments import DataArguments, EvalArguments, HubArguments, ModelArguments, backbone_starting_weights, build_config, parse_json_arg, preset_flags, resolve_preset
+from .arguments import DataArguments, EvalArguments, HubArguments, ModelArguments, config_and_starting_weights, parse_json_arg, preset_flags, resolve_preset
 from .collator import ViewCollator
 from .data import load_image_dataset, prepare_for_views
 from .atomic import write_text_atomic
@@ -65,8 +65,8 @@ def build_model(recipe, preset, model_args: ModelArguments):
         if not isinstance(model, recipe.model_class):
             raise ValueError(f"{model_args.model_name_or_path} holds a {type(model).__name__}, not a {recipe.model_class.__name__} (--method {recipe.name})")
         return model
-    model = recipe.model_class(build_config(recipe, preset, model_args))
-    weights = backbone_starting_weights(preset, model_args)
+    config, weights = config_and_starting_weights(recipe, preset, model_args)
+    model = recipe.model_class(config)
     if weights is not None:
         load_starting_weights(model, weights)
     return model

@@ -326,9 +326,12 @@ def random_init_floor(report: dict, scorer: Scorer, backbone_dir: Path, seed: in
     floors = report["floors"].setdefault("random_init", {}).setdefault(key, {})
     if str(seed) in floors:
         return
-    full = scorer.backbone(backbone_dir, random_init=True, seed=seed)
-    monitor = scorer.backbone(backbone_dir, random_init=True, seed=seed, limits=monitor_limits, linear=False)
-    floors[str(seed)] = {**full, "monitor_knn_top1": monitor["knn_top1"]}
+    from hf_sslviews.evaluation.knn import eval_transform_for, load_backbone
+
+    features = scorer.features(load_backbone(str(backbone_dir), random_init=True, seed=seed), eval_transform_for(str(backbone_dir)))
+    # The monitor's subset is the first images of each split: a slice of the same features.
+    subset = {name: (x[: monitor_limits[name]], y[: monitor_limits[name]]) for name, (x, y) in features.items()}
+    floors[str(seed)] = {**scorer.score(features), "monitor_knn_top1": scorer.score(subset, linear=False)["knn_top1"]}
 
 
 # --------------------------------------------------------------------------------------------

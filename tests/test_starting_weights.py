@@ -7,7 +7,7 @@ import timm
 import torch
 from safetensors.torch import load_file
 
-from hf_sslviews.arguments import ModelArguments, backbone_starting_weights, build_config
+from hf_sslviews.arguments import ModelArguments, config_and_starting_weights
 from hf_sslviews.pretrain import build_model
 from hf_sslviews.recipes import find_preset
 from hf_sslviews.starting_weights import starting_weights
@@ -75,9 +75,8 @@ def test_hf_hub__records_the_repo_as_base_model(exported, monkeypatch):
 def test_pretrained_flag__no_duplicate_keyword_and_a_clear_error_without_weights():
     recipe, preset = find_preset("byol_tiny")
     args = ModelArguments(method="byol", preset="byol_tiny", backbone="vit_tiny_patch16_224", backbone_kwargs='{"pretrained": true, "img_size": 32}')
-    weights = backbone_starting_weights(preset, args)
+    config, weights = config_and_starting_weights(recipe, preset, args)
     assert weights is not None and weights.source == "vit_tiny_patch16_224" and weights.base_model  # timm's Hub id of the default tag
-    config = build_config(recipe, preset, args)
     assert "pretrained" not in config.backbone_kwargs and config.backbone_kwargs["img_size"] == 32 and config.base_model == weights.base_model
     without = next(name for name in timm.list_models() if not timm.is_model_pretrained(name))
     with pytest.raises(ValueError, match="no pretrained weights"):
