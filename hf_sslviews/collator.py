@@ -39,3 +39,37 @@ class ViewCollator:
             elif key in self.keep_keys:
                 batch[key] = torch.as_tensor([row[key] for row in good])
         return batch
+
+
+def batch_rows(batch: dict[str, Any]) -> int:
+    """Number of examples in a collated batch (0 when every image was skipped)."""
+    for value in batch.values():
+        if isinstance(value, torch.Tensor) and value.ndim > 0:
+            return value.shape[0]
+        if isinstance(value, list) and value and isinstance(value[0], torch.Tensor):
+            return value[0].shape[0]
+    return 0
+
+
+def keep_first_rows(batch: dict[str, Any], rows: int) -> dict[str, Any]:
+    """The batch cut to its first ``rows`` examples (every per-example tensor and list of tensors).
+
+    Used under data parallelism when skipped images left the processes with different batch
+    sizes: the gathers of the contrastive losses need the same shape on every process, so each
+    keeps the smallest batch. With ``rows == 0`` only the scalars stay, which SSLTrainer trains
+    as an all-skipped batch (a zero loss that keeps the processes in step).
+    """
+    size = batch_rows(batch)
+    if rows >= size:
+        return batch
+    cut: dict[str, Any] = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == size:
+            if rows:
+                cut[key] = value[:rows]
+        elif isinstance(value, list) and value and isinstance(value[0], torch.Tensor):
+            if rows:
+                cut[key] = [part[:rows] for part in value]
+        else:
+            cut[key] = value
+    return cut

@@ -29,6 +29,7 @@ from .atomic_checkpoints import save_checkpoint_atomically
 from .checkpoint_io import check_resumable, has_state, load_state, save_state
 from .views.base import ViewTransform
 from .chunk_steps import ChunkRepeatingLoader
+from .collator import batch_rows, keep_first_rows
 
 logger = logging.getLogger(__name__)
 
@@ -197,6 +198,7 @@ class SSLTrainer(Trainer):
         self._last_finite_step = 0
         self.images_seen = 0
         self.images_skipped = 0
+        self.images_cut_for_step = 0  # good images not trained because another process's batch was smaller
 
     # -- inputs ---------------------------------------------------------------------------
     def get_train_dataloader(self):
@@ -227,7 +229,30 @@ class SSLTrainer(Trainer):
         # A batch repeated for APS chunks is counted once, at its first chunk.
         if self.model.training and skipped is not None and not inputs.get("chunk_index"):
             self._count_images(int(skipped), inputs)
+        if self.model.training and self.args.world_size > 1:
+            inputs = self._same_batch_on_every_process(inputs)
         return super()._prepare_inputs(inputs)
+
+    def _same_batch_on_every_process(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Cut every process's batch to the smallest one of this step.
+
+        A skipped image makes one process's batch smaller, and the losses' all-gathers need the
+        same shape everywhere (gloo and NCCL fail, or hang, otherwise). One integer all-reduce
+        per step finds the common size; the good images cut here are counted, not trained.
+        """
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return inputs
+        rows = batch_rows(inputs)
+        common = torch.tensor([rows], dtype=torch.int64, device=self.args.device)
+        dist.all_reduce(common, op=dist.ReduceOp.MIN)
+        common = int(common.item())
+        if common == rows:
+            return inputs
+        if not inputs.get("chunk_index"):
+            self.images_cut_for_step += rows - common
+        return keep_first_rows(inputs, common)
 
     def _count_images(self, skipped: int, inputs: dict[str, Any]) -> None:
         first = next((v for v in inputs.values() if isinstance(v, torch.Tensor)), None)
@@ -322,6 +347,11 @@ class SSLTrainer(Trainer):
         self._check_finite()
         if self.images_skipped:
             logger.warning("%d of %d images could not be decoded and were skipped", self.images_skipped, self.images_seen)
+        if self.images_cut_for_step:
+            logger.warning(
+                "%d good images were left out of their batch because another process's batch had skipped images "
+                "(every process trains the same batch size)", self.images_cut_for_step
+            )
         return result
 
     # -- files: safetensors and JSON only ---------------------------------------------------

@@ -31,7 +31,7 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
-from hf_sslviews.collator import ViewCollator
+from hf_sslviews.collator import ViewCollator, batch_rows, keep_first_rows
 from hf_sslviews.data import check_columns, load_image_dataset, prepare_for_views, split_train_eval
 from hf_sslviews.evaluation.knn import extract_features
 from hf_sslviews.modeling.clsa import CLSAConfig
@@ -294,6 +294,23 @@ def test_collator__a_batch_of_only_bad_images_is_a_count_alone():
     assert set(batch) == {"num_skipped_images"} and int(batch["num_skipped_images"]) == 2
 
 
+def test_keep_first_rows__cuts_every_per_example_tensor_and_keeps_scalars():
+    # The cut SSLTrainer makes under data parallelism when another process's batch is smaller.
+    batch = {
+        "view1": torch.arange(4 * 2).reshape(4, 2), "crops": [torch.arange(4), torch.arange(4) + 10],
+        "patch_indices": torch.arange(4 * 3).reshape(4, 3), "chunk_index": 1, "num_skipped_images": torch.tensor(0),
+    }
+    assert batch_rows(batch) == 4
+    cut = keep_first_rows(batch, 3)
+    assert batch_rows(cut) == 3
+    assert torch.equal(cut["view1"], batch["view1"][:3]) and torch.equal(cut["patch_indices"], batch["patch_indices"][:3])
+    assert [part.tolist() for part in cut["crops"]] == [[0, 1, 2], [10, 11, 12]]
+    assert cut["chunk_index"] == 1 and int(cut["num_skipped_images"]) == 0
+    assert keep_first_rows(batch, 4) is batch
+    # No rows left: only the scalars, which SSLTrainer trains as an all-skipped batch.
+    assert set(keep_first_rows(batch, 0)) == {"chunk_index", "num_skipped_images"}
+
+
 def _trainer_args(tmp_path, **overrides) -> SSLTrainingArguments:
     base = dict(
         output_dir=str(tmp_path / "out"), per_device_train_batch_size=8, gradient_accumulation_steps=1, max_steps=1,
@@ -387,8 +404,8 @@ def _saved_empty_dataset(num_shards: Optional[int]) -> str:
     return folder
 
 
-def _enqueue(size: int, batch: int) -> Callable[[], None]:
-    return lambda: KeyQueue(size, 4).enqueue(torch.randn(batch, 4))
+def _enqueue(size: int, batch: int, require_divisible: bool = False) -> Callable[[], None]:
+    return lambda: KeyQueue(size, 4, require_divisible=require_divisible).enqueue(torch.randn(batch, 4))
 
 
 def _identity_model(pixels: torch.Tensor) -> torch.Tensor:
@@ -426,8 +443,8 @@ ERROR_CASES = [
     ErrorCase("image_size_zero", lambda: MoCoV3Config(image_size=0), ValueError, (r"image_size must be a positive number of pixels",)),
     ErrorCase("queue_size_zero", lambda: CLSAConfig(backbone="resnet18", queue_size=0), ValueError, (r"queue_size must be positive",)),
     # the key queue
-    ErrorCase("batch_does_not_divide_queue", _enqueue(16, 3), ValueError, (r"queue size \(16\) must be a multiple of the global batch size \(3", r"--dataloader_drop_last")),
-    ErrorCase("batch_larger_than_queue", _enqueue(4, 8), ValueError, (r"cannot enqueue 8 keys into a queue of 4", r"at least as large as the global batch")),
+    ErrorCase("batch_does_not_divide_queue_when_required", _enqueue(16, 3, require_divisible=True), ValueError, (r"queue size \(16\) must be a multiple of the global batch size \(3", r"--dataloader_drop_last")),
+    ErrorCase("batch_larger_than_queue", _enqueue(4, 8), ValueError, (r"cannot enqueue 8 keys \(one step.s keys from every process\) into a queue of 4", r"twice it for methods that enqueue both views")),
     # columns, labels, empty data
     ErrorCase("image_column_renamed_in_transform", lambda: two_view_transform(size=32, image_column="img")({"image": [None]}), ValueError, (r"image column 'img' not found", r"\['image'\]", r"--image_column_name")),
     ErrorCase("image_column_missing", lambda: check_columns(_small_dataset(("img", "label"))), ValueError, (r"image column 'image' not found", r"--image_column_name")),

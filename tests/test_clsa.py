@@ -57,16 +57,30 @@ def test_key_queue__pointer_wraps_and_oldest_keys_are_replaced():
 
 
 def test_key_queue__without_divisibility_a_batch_wraps_around_the_end():
-    queue = KeyQueue(5, 2, require_divisible=False)
+    queue = KeyQueue(5, 2)  # the default: batches need not divide the queue
     queue.enqueue(torch.full((3, 2), 1.0))
     queue.enqueue(torch.full((3, 2), 2.0))
     assert int(queue.queue_ptr) == 1
     assert queue.queue[:, 0].tolist() == [2.0, 1.0, 1.0, 2.0, 2.0]
 
 
+def test_key_queue__a_short_batch_keeps_exactly_the_most_recent_keys():
+    # Batches of 4, one shortened to 3 by a skipped image: the queue of 8 must then hold the
+    # 8 most recent keys whatever the alignment (MoCo's FIFO), keys numbered in arrival order.
+    queue = KeyQueue(8, 1)
+    arrived = []
+    for size in (4, 4, 3, 4, 4):
+        keys = torch.arange(len(arrived), len(arrived) + size, dtype=torch.float32)[:, None]
+        arrived += keys[:, 0].tolist()
+        queue.enqueue(keys)
+        if len(arrived) >= 8:
+            assert sorted(queue.queue[:, 0].tolist()) == arrived[-8:]
+    assert len(arrived) == 19 and int(queue.queue_ptr) == 19 % 8
+
+
 @pytest.mark.parametrize("size, batch, match", [(10, 4, "multiple of the global batch"), (4, 8, "at least as large"), (8, 0, None)])
 def test_key_queue__bad_batch_sizes_raise(size, batch, match):
-    queue = KeyQueue(size, 3)
+    queue = KeyQueue(size, 3, require_divisible=True)
     if batch == 0:
         with pytest.raises(ValueError, match=r"keys must be \[B, 3\]"):
             queue.enqueue(torch.ones(2, 4))
@@ -254,11 +268,14 @@ def test_clsa__labels_offset_changes_the_loss_as_a_reference_says(tiny_vit_kwarg
     assert torch.equal(model.queue.queue, queue)  # eval mode: queue untouched
 
 
-def test_clsa__queue_size_not_divisible_by_batch_raises(tiny_vit_kwargs):
-    model = make(tiny_vit_kwargs, queue_size=10)
-    key, weak, strong = views(batch=4)
-    with pytest.raises(ValueError, match="multiple of the global batch"):
-        model(key, weak, strong)
+def test_clsa__a_batch_shortened_by_a_skipped_image_trains_and_is_enqueued(tiny_vit_kwargs):
+    # One undecodable image makes a batch of 3 where the queue (8) expects batches of 4.
+    model = make(tiny_vit_kwargs, queue_size=8)
+    model(*views(batch=4))
+    key, weak, strong = views(batch=3)
+    out = model(key, weak, strong)
+    assert torch.isfinite(out.loss)
+    assert int(model.queue.queue_ptr) == 7
 
 
 def test_clsa__resnet_keys_go_through_sub_batch_bn(tiny_vit_kwargs):

@@ -23,15 +23,18 @@ class KeyQueue(nn.Module):
         size: number of keys ``K`` (65536 in MoCo v2 and CLSA).
         dim: key width ``D`` (128).
         require_divisible: raise a ``ValueError`` unless ``size`` is a multiple of the number of
-            keys enqueued at once (the global batch), as MoCo asserts; with ``False`` a batch that
-            runs past the end wraps around to the start.
+            keys enqueued at once (the global batch), as MoCo's code asserts. Off by default: a
+            batch that runs past the end wraps around to the start, so the queue always holds
+            exactly the ``K`` most recent keys (MoCo's assert only serves its slice writes), and a
+            batch shortened by skipped images, or trimmed to keep processes in step, is
+            enqueued like any other.
 
     Buffers:
         queue: ``float [K, D]`` unit-norm keys.
         queue_ptr: ``int64 []`` row where the next batch goes.
     """
 
-    def __init__(self, size: int, dim: int, require_divisible: bool = True):
+    def __init__(self, size: int, dim: int, require_divisible: bool = False):
         super().__init__()
         if size < 1 or dim < 1:
             raise ValueError(f"a key queue needs a positive size and width, got size={size}, dim={dim}")
@@ -55,18 +58,22 @@ class KeyQueue(nn.Module):
 
         Raises:
             ValueError: the keys have the wrong width, ``B > K``, or ``K % B != 0`` while
-                ``require_divisible`` (the last batch of an epoch is often smaller: use
-                ``--dataloader_drop_last``).
+                ``require_divisible``.
         """
         if keys.ndim != 2 or keys.shape[1] != self.dim:
             raise ValueError(f"keys must be [B, {self.dim}], got {list(keys.shape)}")
         batch = keys.shape[0]
         if batch > self.size:
-            raise ValueError(f"cannot enqueue {batch} keys into a queue of {self.size}: make the queue at least as large as the global batch")
+            raise ValueError(
+                f"cannot enqueue {batch} keys (one step's keys from every process) into a queue of {self.size}: "
+                "make queue_size at least as large as the keys of one step (the global batch, or twice it for methods "
+                "that enqueue both views, such as RepCo)"
+            )
         if self.require_divisible and self.size % batch != 0:
             raise ValueError(
-                f"the queue size ({self.size}) must be a multiple of the global batch size ({batch} = per-device batch x processes), "
-                "as in MoCo. Change queue_size or the batch size, and set --dataloader_drop_last so the last batch of an epoch is not smaller."
+                f"the queue size ({self.size}) must be a multiple of the global batch size ({batch} keys enqueued this step), "
+                "as in MoCo. Change queue_size or the batch size, keep --dataloader_drop_last on so the last batch of an epoch "
+                "is not smaller, or build the queue with require_divisible=False (the default), which wraps around."
             )
         ptr = int(self.queue_ptr)
         rows = (ptr + torch.arange(batch, device=self.queue.device)) % self.size
