@@ -17,17 +17,20 @@ library writes:
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from pathlib import Path
 from typing import Union
 
-from transformers import AutoModelForPreTraining
+from transformers import AutoModelForPreTraining, PretrainedConfig
 
 from .recipes import RECIPES
 
 _MODEL_TYPE_PREFIX = "sslviews_"
 _SHOWN = 8  # names listed per kind of problem; the rest are counted
+# Written by other transformers versions into every config.json; not fields of a method.
+_LEGACY_CONFIG_KEYS = {"torch_dtype", "transformers_version", "_attn_implementation_autoset", "use_cache", "tie_word_embeddings"}
 
 
 def _known_model_types() -> list[str]:
@@ -38,6 +41,27 @@ def _listing(names) -> str:
     names = sorted(str(name) for name in names)
     more = f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else ""
     return ", ".join(names[:_SHOWN]) + more
+
+
+def _check_config_keys(config_file: Path, model_type: str) -> None:
+    """A key the config class does not have (a typo such as ``loss_temprature``) is an error.
+
+    ``from_pretrained`` would keep it as an unused attribute and build the model with the
+    default value of the field meant.
+    """
+    config_class = next(recipe.config_class for recipe in RECIPES.values() if recipe.config_class.model_type == model_type)
+    known = set(config_class().to_dict()) | set(vars(PretrainedConfig())) | _LEGACY_CONFIG_KEYS
+    unknown = sorted(set(json.loads(config_file.read_text())) - known)
+    if unknown:
+        fields = sorted(set(config_class().to_dict()) - set(PretrainedConfig().to_dict()))
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, fields, n=1, cutoff=0.6)
+            hints.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
+        raise ValueError(
+            f"{config_file} has keys that {config_class.__name__} does not know: {', '.join(hints)}. An edited or "
+            f"misspelled field would be ignored and its default used; fix the key, remove it, or pass strict=False."
+        )
 
 
 def load_pretraining_model(path: Union[str, os.PathLike], strict: bool = True, **kwargs):
@@ -75,6 +99,8 @@ def load_pretraining_model(path: Union[str, os.PathLike], strict: bool = True, *
                 f"model (an exported backbone loads with transformers.AutoModel instead); restore the config "
                 f"that was saved with the weights."
             )
+        if strict:
+            _check_config_keys(config_file, model_type)
     try:
         model, info = AutoModelForPreTraining.from_pretrained(
             path,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any, Optional, Sequence
 
 from transformers import PretrainedConfig
@@ -57,19 +59,31 @@ class SSLConfig(PretrainedConfig):
         super().__init__(**kwargs)
 
     @staticmethod
-    def _check_positive(**values: float) -> None:
+    def _check_number(**values: float) -> None:
+        """A real, finite number: JSON's ``true`` would pass as 1 and ``NaN`` every comparison."""
+        for name, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ValueError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+    @classmethod
+    def _check_positive(cls, **values: float) -> None:
+        cls._check_number(**values)
         for name, value in values.items():
             if value <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")
 
-    @staticmethod
-    def _check_ddm(weight: float, temperature: float) -> None:
+    @classmethod
+    def _check_ddm(cls, weight: float, temperature: float) -> None:
+        cls._check_number(ddm_weight=weight, ddm_temperature=temperature)
         if weight < 0:
             raise ValueError(f"ddm_weight must be >= 0 (0 turns the DDM term off), got {weight}")
         if temperature <= 0:
             raise ValueError(f"ddm_temperature must be positive, got {temperature}")
 
-    @staticmethod
-    def _check_momentum(base: float, final: float) -> None:
+    @classmethod
+    def _check_momentum(cls, base: float, final: float) -> None:
+        cls._check_number(momentum_base=base, momentum_final=final)
         if not (0 <= base <= final <= 1):
             raise ValueError(f"momentum must satisfy 0 <= momentum_base <= momentum_final <= 1, got {base}, {final}")
