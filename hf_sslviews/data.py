@@ -341,6 +341,22 @@ def load_image_dataset(
     return dataset
 
 
+def _check_image_feature(features, image_column: str) -> None:
+    """A column of numbers, booleans or labels cannot hold images: say so before training.
+
+    Otherwise every row would be a counted skip and the run would stop on the bad-image rule
+    after a few batches, naming no column type.
+    """
+    feature = None if features is None else features.get(image_column)
+    if isinstance(feature, datasets.ClassLabel) or (isinstance(feature, datasets.Value) and feature.dtype not in ("string", "large_string", "binary", "large_binary")):
+        kind = "class labels" if isinstance(feature, datasets.ClassLabel) else f"{feature.dtype} values"
+        raise ValueError(
+            f"image column {image_column!r} holds {kind}, not images (an Image feature, bytes, file paths or uint8 "
+            f"arrays). Pass the column that holds the images with --image_column_name (or image_column=...); "
+            f"the columns are {sorted(features)}."
+        )
+
+
 def prepare_for_views(dataset: AnyDataset, image_column: str = "image") -> AnyDataset:
     """Make a dataset ready for a view transform.
 
@@ -362,6 +378,7 @@ def prepare_for_views(dataset: AnyDataset, image_column: str = "image") -> AnyDa
     """
     check_columns(dataset, image_column)
     features = dataset.features
+    _check_image_feature(features, image_column)
     if features is not None and isinstance(features.get(image_column), datasets.Image) and features[image_column].decode:
         dataset = dataset.cast_column(image_column, datasets.Image(decode=False))
     if isinstance(dataset, datasets.Dataset) and SAMPLE_INDEX_COLUMN not in dataset.column_names:

@@ -231,6 +231,10 @@ class SSLTrainer(Trainer):
             self._count_images(int(skipped), inputs)
         if self.model.training and self.args.world_size > 1:
             inputs = self._same_batch_on_every_process(inputs)
+        if not batch_rows(inputs):
+            # Every image of the batch was skipped: nothing to move to the device, and the
+            # Trainer's own _prepare_inputs refuses an empty batch. compute_loss trains it as zero.
+            return inputs
         return super()._prepare_inputs(inputs)
 
     def _same_batch_on_every_process(self, inputs: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import struct
 import tempfile
 import zlib
 from dataclasses import dataclass
+from unittest import mock
 from typing import Any, Callable, Optional
 
 import datasets
@@ -337,6 +338,43 @@ def test_trainer__catalogue_images_are_counted_in_the_trainer(tiny_vit_kwargs, t
     trainer.train()
     assert (trainer.images_seen, trainer.images_skipped) == (len(cases), bad) and bad >= 5
     assert any(entry.get("skipped_images") == bad for entry in trainer.state.log_history)
+
+
+def test_trainer__a_batch_of_only_bad_images_trains_a_zero_step_and_is_counted(tiny_vit_kwargs, tmp_path):
+    # Batch 1 holds only bad images: the Trainer's own _prepare_inputs refused the empty batch
+    # ("can only join an iterable"); it must be a zero-loss step that keeps the schedule.
+    rows = [as_row(b"junk")] * 4 + [as_row(encode(rgb_noise(12, 12))) for _ in range(4)]
+    train = datasets.Dataset.from_dict({"image": rows}, features=datasets.Features({"image": datasets.Image(decode=False)}))
+    train = train.with_transform(two_view_transform(size=32))
+    model = _tiny_simsiam(tiny_vit_kwargs)
+    args = _trainer_args(tmp_path, max_steps=2, per_device_train_batch_size=4, max_bad_image_fraction=1.0)
+    trainer = SSLTrainer(model=model, args=args, train_dataset=train, data_collator=ViewCollator())
+    with mock.patch.object(trainer, "_get_train_sampler", return_value=torch.utils.data.SequentialSampler(train)):
+        trainer.train()
+    assert trainer.state.global_step == 2 and (trainer.images_seen, trainer.images_skipped) == (8, 4)
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert losses[0] == 0.0 and losses[1] > 0.0
+
+
+@pytest.mark.parametrize("feature", ["array3d", "array2d"])
+def test_prepare_for_views__uint8_array_columns_decode_as_rgb(feature):
+    # save_to_disk datasets with Array3D / Array2D pixels: datasets hands over nested lists.
+    rng = np.random.default_rng(0)
+    if feature == "array3d":
+        pixels, features = rng.integers(0, 256, (2, 12, 12, 3), dtype=np.uint8), datasets.Features({"image": datasets.Array3D((12, 12, 3), "uint8")})
+    else:
+        pixels, features = rng.integers(0, 256, (2, 12, 12), dtype=np.uint8), datasets.Features({"image": datasets.Array2D((12, 12), "uint8")})
+    dataset = prepare_for_views(datasets.Dataset.from_dict({"image": pixels}, features=features))
+    assert decode_image(dataset[0]["image"]).tobytes() == Image.fromarray(pixels[0]).convert("RGB").tobytes()
+    out = dataset.with_transform(two_view_transform(size=16))[0:2]
+    assert out["image_ok"] == [True, True]
+
+
+@pytest.mark.parametrize("feature", [datasets.Value("int64"), datasets.Value("float32"), datasets.ClassLabel(names=["a", "b"])])
+def test_prepare_for_views__a_column_of_numbers_is_not_an_image_column(feature):
+    dataset = datasets.Dataset.from_dict({"image": [0, 1], "picture": [b"", b""]}, features=datasets.Features({"image": feature, "picture": datasets.Value("binary")}))
+    with pytest.raises(ValueError, match=r"image column 'image' holds .*, not images.*--image_column_name.*\['image', 'picture'\]"):
+        prepare_for_views(dataset)
 
 
 def test_trainer__decoded_image_column_without_prepare_for_views_fails_inside_datasets():

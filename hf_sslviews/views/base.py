@@ -87,6 +87,24 @@ def _bomb_error(width: int, height: int) -> ImageDecodeError:
     return ImageDecodeError(message)
 
 
+def _array_image(value: Any) -> Image.Image:
+    """A channels-last array (``HxW``, ``HxWx1``, ``HxWx3``, ``HxWx4``) as an image.
+
+    ``datasets`` hands an ``Array3D`` / ``Array2D`` column over as nested lists (int64 once
+    converted), a numpy or torch formatted column as arrays. Integers within 0..255 become
+    uint8; other dtypes go to PIL as they are (16-bit and float modes, which ``to_rgb``
+    rescales).
+    """
+    array = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ImageDecodeError(f"an image array must be HxW, HxWx1, HxWx3 or HxWx4 (channels last), got shape {list(array.shape)}")
+    if array.dtype != np.uint8 and np.issubdtype(array.dtype, np.integer) and array.size and 0 <= array.min() and array.max() <= 255:
+        array = array.astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(array))
+
+
 def _open(value: Any) -> Image.Image:
     """The lazily opened (header-only) image of one column value."""
     if isinstance(value, Image.Image):
@@ -101,8 +119,8 @@ def _open(value: Any) -> Image.Image:
         return Image.open(io.BytesIO(value))
     if isinstance(value, str):
         return Image.open(value)
-    if isinstance(value, np.ndarray):
-        return Image.fromarray(value)
+    if isinstance(value, (np.ndarray, list, tuple, torch.Tensor)):
+        return _array_image(value)
     if value is None:
         raise ImageDecodeError("image value is None (missing image)")
     raise ImageDecodeError(f"cannot decode an image from a value of type {type(value).__name__}")
