@@ -82,7 +82,10 @@ def load_state(directory: str | os.PathLike, name: str, device: str | torch.devi
     directory = Path(directory)
     skeleton = json.loads((directory / f"{name}.json").read_text())
     weights = directory / f"{name}.safetensors"
-    tensors = load_file(str(weights), device=str(device)) if weights.is_file() else {}
+    device = torch.device(device)
+    # Under CPU DDP the Trainer's device is "cpu:<rank>", which safetensors refuses.
+    target = "cpu" if device.type == "cpu" else str(device)
+    tensors = load_file(str(weights), device=target) if weights.is_file() else {}
     return _decode(skeleton, tensors)
 
 

@@ -108,3 +108,15 @@ def test_resume__weights_without_the_target_network_are_an_error(tmp_path):
     save_file(tensors, str(weights), metadata={"format": "pt"})
     with pytest.raises(ValueError, match=r"lacks \d+ of the model's tensors \(in target_"):
         _run("byol", tmp_path, max_steps=6, resume=str(weights.parent))
+
+
+@pytest.mark.parametrize("device", ["cpu:0", torch.device("cpu", 1)])
+def test_load_state__accepts_the_indexed_cpu_device_of_cpu_ddp(tmp_path, device):
+    # Under torchrun without a GPU the Trainer's device is "cpu:<rank>"; safetensors refuses
+    # that name ("device cpu:0 is invalid") and CPU DDP could not resume.
+    from hf_sslviews.checkpoint_io import load_state, save_state
+
+    state = {"step": 3, "moments": [torch.arange(4.0), torch.ones(2, 2)]}
+    save_state(state, tmp_path, "optimizer")
+    loaded = load_state(tmp_path, "optimizer", device=device)
+    assert loaded["step"] == 3 and torch.equal(loaded["moments"][0], state["moments"][0]) and torch.equal(loaded["moments"][1], state["moments"][1])
