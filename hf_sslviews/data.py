@@ -37,6 +37,7 @@ import numpy as np
 from PIL import Image
 from safetensors.numpy import load_file
 
+from .image_folder import check_image_folder
 from .views.base import SAMPLE_INDEX_COLUMN
 
 logger = logging.getLogger(__name__)
@@ -321,6 +322,7 @@ def load_image_dataset(
     if train_dir is not None:
         if not Path(train_dir).is_dir():
             raise ValueError(f"train_dir {train_dir!r} is not a folder; pass a folder of images (one sub-folder per class)")
+        check_image_folder(train_dir)
         try:
             dataset = datasets.load_dataset("imagefolder", data_dir=train_dir, split=split, streaming=streaming, cache_dir=cache_dir)
         except datasets.data_files.EmptyDatasetError as error:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import collections
 import gzip
 import io
+import os
+import re
 from pathlib import Path
 
 import datasets
@@ -16,6 +18,7 @@ from PIL import Image
 from safetensors.numpy import load_file
 
 from hf_sslviews import data
+from hf_sslviews.image_folder import scan_image_folder
 from hf_sslviews.data import (
     FASHION_MNIST_CLASSES,
     load_fashion_mnist_arrays,
@@ -173,6 +176,42 @@ def test_load_image_dataset__image_folder(tmp_path):
     for row in dataset:
         expected = (255, 0, 0) if row["label"] == 0 else (0, 0, 255)
         assert row["image"].getpixel((0, 0)) == expected
+
+
+def _pets(root: Path) -> Path:
+    for label, color in (("cat", (255, 0, 0)), ("dog", (0, 0, 255))):
+        (root / label).mkdir(parents=True)
+        for i in range(3):
+            (root / label / f"{i}.png").write_bytes(_png(color))
+    return root
+
+
+def test_load_image_dataset__a_file_name_that_is_not_utf8_is_named(tmp_path):
+    # datasets dies on it with a bare DatasetGenerationError.
+    root = _pets(tmp_path / "pets")
+    (Path(os.fsdecode(os.fsencode(root / "cat") + b"/caf\xe9.png"))).write_bytes(_png((0, 0, 0)))
+    with pytest.raises(ValueError, match=r"1 file name\(s\) in .* are not UTF-8.*caf\\xe9\.png.*convmv"):
+        load_image_dataset(train_dir=str(root), cache_dir=str(tmp_path / "cache"))
+
+
+def test_load_image_dataset__a_fifo_named_like_an_image_is_named_not_read(tmp_path):
+    # Reading it would block forever.
+    root = _pets(tmp_path / "pets")
+    os.mkfifo(root / "dog" / "pipe.png")
+    (root / "dog" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    with pytest.raises(ValueError, match=r"2 path\(s\) .* not regular files.*(pipe\.png.*gone\.jpg|gone\.jpg.*pipe\.png)"):
+        load_image_dataset(train_dir=str(root), cache_dir=str(tmp_path / "cache"))
+
+
+def test_load_image_dataset__images_at_two_depths_warn_that_labels_are_dropped(tmp_path, caplog):
+    root = _pets(tmp_path / "pets")
+    (root / "dog" / "puppies").mkdir()
+    (root / "dog" / "puppies" / "0.png").write_bytes(_png((0, 0, 255)))
+    with caplog.at_level("WARNING", logger="hf_sslviews.image_folder"):
+        dataset = load_image_dataset(train_dir=str(root), cache_dir=str(tmp_path / "cache"))
+    assert "label" not in dataset.column_names  # datasets' rule; now said out loud
+    assert re.search(r"different depths \(6 at depth 2 \(e\.g\. .*\), 1 at depth 3 .*adds no label column", caplog.text)
+    assert scan_image_folder(root).depths == {2: 6, 3: 1}
 
 
 def test_load_image_dataset__train_dir_must_exist(tmp_path):
