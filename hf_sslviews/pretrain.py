@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -91,7 +92,7 @@ def run_pretraining(model_args: ModelArguments, data_args: DataArguments, eval_a
     preset = recipe.presets[model_args.preset]
     model = build_model(recipe, preset, model_args)
     view_kwargs = {**preset.views, **parse_json_arg(data_args.view_kwargs, "view_kwargs")}
-    views = recipe.build_views(model.config, image_column=data_args.image_column_name, **view_kwargs)
+    views = build_views_from_flags(recipe, model.config, data_args.image_column_name, view_kwargs)
     if model_args.print_config:
         print(json.dumps(effective_configuration(model.config, view_kwargs, training_args), indent=2, default=str))
         return {}
@@ -169,6 +170,29 @@ def run_pretraining(model_args: ModelArguments, data_args: DataArguments, eval_a
             else:
                 logger.info("pushed: %s", results["hub"])
     return results
+
+
+def build_views_from_flags(recipe, config, image_column: str, view_kwargs: dict):
+    """``recipe.build_views`` with a ``--view_kwargs`` mistake reported as the flag's error.
+
+    The builders set the view size (and APS's patch size) from the model config, so
+    ``{"size": 0}`` used to end in Python's "multiple values for keyword argument 'size'".
+    """
+    try:
+        return recipe.build_views(config, image_column=image_column, **view_kwargs)
+    except TypeError as error:
+        text = str(error)
+        repeated = re.search(r"multiple values for keyword argument '(\w+)'", text)
+        unknown = re.search(r"unexpected keyword argument '(\w+)'", text)
+        if repeated:
+            raise ValueError(
+                f"--view_kwargs: {repeated.group(1)!r} is set from the model config for {recipe.name} views (the view size "
+                f"is image_size, the patch grid the backbone's); change it with --config_overrides '{{\"image_size\": N}}' "
+                f"and --backbone_kwargs '{{\"img_size\": N}}' instead"
+            ) from error
+        if unknown:
+            raise ValueError(f"--view_kwargs: the {recipe.name} views take no argument {unknown.group(1)!r} ({text})") from error
+        raise
 
 
 def effective_configuration(config, view_kwargs: dict, training_args) -> dict:

@@ -87,6 +87,10 @@ class SSLTrainingArguments(TrainingArguments):
             self.use_cpu = True
         if self.gradient_accumulation_steps < 1:
             raise ValueError(f"--gradient_accumulation_steps must be at least 1, got {self.gradient_accumulation_steps}")
+        if self.fp16 and (self.use_cpu or not _has_accelerator()):
+            # The Trainer would train in float32 without a word: fp16 autocast and its grad
+            # scaler are GPU features.
+            raise ValueError("--fp16 needs a GPU; on CPU use --bf16 True (the Trainer runs it with CPU autocast) or leave both off")
         super().__post_init__()
         _check_reporting_packages(self.report_to)
         if not (math.isfinite(self.max_bad_image_fraction) and 0 <= self.max_bad_image_fraction <= 1):

@@ -192,6 +192,7 @@ def test_trainer__a_checkpoint_with_non_finite_weights_is_never_written(tiny_vit
         (dict(max_bad_image_fraction=float("nan")), "max_bad_image_fraction"),
         (dict(max_bad_image_fraction=1.5), "max_bad_image_fraction"),
         (dict(gradient_accumulation_steps=0), "gradient_accumulation_steps"),
+        (dict(fp16=True), r"--fp16 needs a GPU; on CPU use --bf16 True"),  # was silently float32
     ],
 )
 def test_training_arguments__impossible_values_are_refused(tmp_path, overrides, message):
