@@ -45,10 +45,22 @@ def parse_args(argv: Optional[Sequence[str]] = None):
 
 
 def json_file_to_flags(path: str) -> list[str]:
-    with open(path) as handle:
-        values = json.load(handle)
+    """The flags one JSON arguments file stands for (the preset's flags still come first).
+
+    ``null`` leaves the argument at its default (the preset's value, else the dataclass's): a
+    flag cannot spell ``None``, and ``"None"`` would fail as an int.
+    """
+    try:
+        with open(path) as handle:
+            values = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"arguments file {path!r} is not valid JSON: {error}") from error
+    if not isinstance(values, dict):
+        raise ValueError(f"arguments file {path!r} must hold one JSON object of argument names and values, got a {type(values).__name__}")
     flags: list[str] = []
     for key, value in values.items():
+        if value is None:
+            continue
         if isinstance(value, bool):
             flags += [f"--{key}", str(value)]
         elif isinstance(value, dict):

@@ -151,6 +151,21 @@ def test_run_pretrain__print_config_shows_the_effective_values_and_trains_nothin
     assert not out.exists()
 
 
+def test_parse_args__json_arguments_file_with_null_keeps_the_default(tmp_path):
+    from hf_sslviews.pretrain import parse_args
+
+    path = tmp_path / "args.json"
+    path.write_text(json.dumps({"preset": "byol_fmnist", "max_train_samples": None, "max_steps": None, "learning_rate": 3e-3, "output_dir": str(tmp_path)}))
+    _, data_args, _, training_args, _ = parse_args([str(path)])  # was: "invalid int value: 'None'"
+    assert data_args.max_train_samples is None and training_args.max_steps == 500 and training_args.learning_rate == 3e-3
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"must hold one JSON object"):
+        parse_args([str(path)])
+    path.write_text("{oops")
+    with pytest.raises(ValueError, match=r"is not valid JSON"):
+        parse_args([str(path)])
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [
