@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import transformers
-from transformers import AutoModelForPreTraining, HfArgumentParser, set_seed
+from transformers import HfArgumentParser, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from .arguments import DataArguments, EvalArguments, HubArguments, ModelArguments, config_and_starting_weights, parse_json_arg, preset_flags, resolve_preset
@@ -22,6 +22,7 @@ from .export import export_backbone
 from .hub import push_run
 from .model_card import dataset_reference, render_model_card
 from .recipes import get_recipe
+from .loading import load_pretraining_model
 from .output_dir import check_checkpoint_method, prepare_output_dir, run_identity
 from .starting_weights import load_starting_weights
 from .streaming import configure_streaming, streaming_views
@@ -74,7 +75,9 @@ def json_file_to_flags(path: str) -> list[str]:
 
 def build_model(recipe, preset, model_args: ModelArguments):
     if model_args.model_name_or_path:
-        model = AutoModelForPreTraining.from_pretrained(model_args.model_name_or_path)
+        # Strict: a config.json edited to another depth, or weights lacking a part, is an error
+        # naming it, not a silently different (partly random) model.
+        model = load_pretraining_model(model_args.model_name_or_path)
         if not isinstance(model, recipe.model_class):
             raise ValueError(f"{model_args.model_name_or_path} holds a {type(model).__name__}, not a {recipe.model_class.__name__} (--method {recipe.name})")
         return model

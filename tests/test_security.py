@@ -175,6 +175,38 @@ def test_load_pretraining_model__not_strict_loads_the_matching_part(saved, tmp_p
     assert type(load_pretraining_model(folder, strict=False)) is MoCoV3ForPreTraining
 
 
+def test_run_pretrain__model_name_or_path_with_an_edited_depth_is_refused(saved, tmp_path):
+    # Was: the other (deeper, partly random) model trained silently.
+    from hf_sslviews.arguments import ModelArguments
+    from hf_sslviews.pretrain import build_model
+    from hf_sslviews.recipes import find_preset
+
+    folder = _copy(saved, tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    _edit_config(folder, backbone_kwargs={**config["backbone_kwargs"], "depth": config["backbone_kwargs"].get("depth", 1) + 1})
+    recipe, preset = find_preset("mocov3_tiny")
+    with pytest.raises(ValueError, match=r"tensors missing from the checkpoint: backbone\.model\.blocks\.2\."):
+        build_model(recipe, preset, ModelArguments(method="mocov3", preset="mocov3_tiny", model_name_or_path=str(folder)))
+    assert type(build_model(recipe, preset, ModelArguments(method="mocov3", preset="mocov3_tiny", model_name_or_path=str(saved[1])))) is MoCoV3ForPreTraining
+
+
+def test_from_pretrained__missing_target_network_starts_as_a_copy_of_the_online_one(saved, tmp_path, caplog):
+    # Was: uninitialised memory (NaN in some tensors) where the report said "newly initialized".
+    folder = _copy(saved, tmp_path)
+    _edit_weights(folder, lambda t: [t.pop(key) for key in [k for k in t if k.startswith("target_")]])
+    with caplog.at_level("WARNING"):
+        loaded, info = AutoModelForPreTraining.from_pretrained(folder, output_loading_info=True)
+    state = loaded.state_dict()
+    targets = [key for key in state if key.startswith("target_")]
+    assert targets and set(targets) <= set(info["missing_keys"])
+    for key in targets:
+        online = key.replace("target_", "", 1)
+        assert torch.equal(state[key], state[online]), key
+    assert re.search(r"\d+ target-network tensors were missing .* copies of the online network", caplog.text)
+    with pytest.raises(ValueError, match=r"tensors missing from the checkpoint: target_"):
+        load_pretraining_model(folder)
+
+
 def test_from_pretrained__alone_only_reports_unexpected_tensors_and_follows_model_type(saved, tmp_path):
     # Why load_pretraining_model exists: the stock loader accepts both of these.
     folder = _copy(saved, tmp_path)

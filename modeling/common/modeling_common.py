@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Optional
 
 import torch
@@ -10,6 +11,8 @@ from transformers import PreTrainedModel
 
 from .configuration_common import SSLConfig
 from .momentum import ema_update
+
+logger = logging.getLogger(__name__)
 
 
 class SSLPreTrainedModel(PreTrainedModel):
@@ -47,6 +50,40 @@ class SSLPreTrainedModel(PreTrainedModel):
         return bool(getattr(self.backbone.model, "grad_checkpointing", False))
 
     momentum_pairs: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """``PreTrainedModel.from_pretrained``, with a missing target network made a copy of the online one.
+
+        transformers materialises tensors missing from the checkpoint uninitialised (this
+        class's ``_init_weights`` leaves timm's and torch's own init alone), so a checkpoint
+        saved without its ``target_*`` tensors loaded with NaN / garbage targets. A target
+        network starts as a copy of the online network (as at construction), so that is what
+        a missing one becomes, with a warning. Other missing tensors keep ``from_pretrained``'s
+        report; :func:`hf_sslviews.loading.load_pretraining_model` refuses them.
+        """
+        want_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        if isinstance(model, SSLPreTrainedModel):
+            model._copy_missing_targets(set(info.get("missing_keys") or ()))
+        return (model, info) if want_info else model
+
+    @torch.no_grad()
+    def _copy_missing_targets(self, missing: set[str]) -> None:
+        copied = []
+        state = self.state_dict(keep_vars=True)
+        for target, online in self.momentum_pairs:
+            prefix = f"{target}."
+            for key in sorted(name for name in missing if name.startswith(prefix)):
+                source = f"{online}.{key[len(prefix):]}"
+                if source in state and source not in missing:
+                    state[key].copy_(state[source])
+                    copied.append(key)
+        if copied:
+            logger.warning(
+                "%d target-network tensors were missing from the checkpoint (e.g. %s): they start as copies of the online "
+                "network, as at construction. Resume from a complete checkpoint to continue the same run.", len(copied), copied[0],
+            )
 
     def _momentum_modules(self) -> list[tuple[nn.Module, nn.Module]]:
         pairs = [(getattr(self, target, None), getattr(self, online, None)) for target, online in self.momentum_pairs]
