@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import math
 import os
 import subprocess
@@ -346,3 +347,22 @@ def test_extract_features__progress_bar_names_the_split(capsys):
     features, labels = extract_features(lambda x: x.flatten(1), data, batch_size=2, transform=lambda image: torch.zeros(3, 4, 4), progress="train features")
     assert features.shape == (5, 48)
     assert "train features" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("exported", [True, False])
+def test_load_backbone__a_pretraining_run_folder_points_at_its_backbone(tmp_path, exported):
+    # Was: transformers' "Unrecognized configuration class" with no hint.
+    from hf_sslviews.evaluation.knn import load_backbone
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"model_type": "sslviews_mocov3"}))
+    if exported:
+        (run / "backbone").mkdir()
+        (run / "backbone" / "config.json").write_text("{}")
+        message = rf"holds a whole pretraining model \(sslviews_mocov3\), not an exported backbone; pass {re.escape(str(run / 'backbone'))}"
+    else:
+        message = r"export its backbone first: python scripts/export_backbone.py --model_name_or_path"
+    for random_init in (False, True):
+        with pytest.raises(ValueError, match=message):
+            load_backbone(str(run), random_init=random_init)

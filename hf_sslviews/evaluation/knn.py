@@ -67,6 +67,25 @@ def eval_transform_for(model_dir_or_pretrained_cfg: Any) -> Callable:
     return timm.data.create_transform(**data_config, is_training=False)
 
 
+def _refuse_pretraining_folder(model_name_or_path: str) -> None:
+    """A run folder (or checkpoint) holds the whole pretraining model, which AutoModel does not
+    know ("Unrecognized configuration class"): point at its exported backbone instead."""
+    config_file = Path(model_name_or_path) / "config.json"
+    if not config_file.is_file():
+        return
+    try:
+        model_type = json.loads(config_file.read_text()).get("model_type", "")
+    except (json.JSONDecodeError, AttributeError):
+        return
+    if isinstance(model_type, str) and model_type.startswith("sslviews_"):
+        backbone = Path(model_name_or_path) / "backbone"
+        hint = (
+            f"pass {backbone} (the backbone run_pretrain.py exported)" if (backbone / "config.json").is_file()
+            else f"export its backbone first: python scripts/export_backbone.py --model_name_or_path {model_name_or_path} --output_dir {backbone}"
+        )
+        raise ValueError(f"{model_name_or_path} holds a whole pretraining model ({model_type}), not an exported backbone; {hint}")
+
+
 def load_backbone(model_name_or_path: str, random_init: bool = False, seed: int = 0) -> torch.nn.Module:
     """Load an exported backbone with ``AutoModel``, or a randomly initialised copy of it.
 
@@ -85,6 +104,7 @@ def load_backbone(model_name_or_path: str, random_init: bool = False, seed: int 
     """
     from transformers import AutoConfig, AutoModel
 
+    _refuse_pretraining_folder(model_name_or_path)
     if not random_init:
         return AutoModel.from_pretrained(model_name_or_path).eval()
     config = AutoConfig.from_pretrained(model_name_or_path)
