@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 from typing import Union
 
+from safetensors import SafetensorError
 from transformers import AutoModelForPreTraining, PretrainedConfig
 
 from .recipes import RECIPES
@@ -110,6 +111,11 @@ def load_pretraining_model(path: Union[str, os.PathLike], strict: bool = True, *
             ignore_mismatched_sizes=strict,  # so that every mismatch is collected and reported below
             **kwargs,
         )
+    except SafetensorError as error:
+        raise ValueError(
+            f"{Path(path) / 'model.safetensors'} cannot be read ({error}): the file is truncated or damaged. Restore it, or "
+            f"load an earlier checkpoint-N of the run."
+        ) from error
     except (OSError, EnvironmentError) as error:
         raise ValueError(
             f"could not load a safetensors checkpoint from {str(path)!r}: {str(error).rstrip('.')}. hf_sslviews reads only "

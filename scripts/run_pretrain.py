@@ -9,11 +9,12 @@
 ``--help`` lists every argument (method, data, kNN evaluation, and all of TrainingArguments).
 """
 
-from hf_sslviews.pretrain import parse_args, run_pretraining
+from hf_sslviews.pretrain import parse_args, run_pretraining, shutdown_distributed
 
 
 def main() -> None:
     run_pretraining(*parse_args())
+    shutdown_distributed()
 
 
 if __name__ == "__main__":

@@ -153,6 +153,7 @@ TAMPERING = {
     "model_type_other_library": (lambda f: _edit_config(f, model_type="bert"), r"model_type 'bert', which is not an hf_sslviews method.*restore the config"),
     "model_type_unknown": (lambda f: _edit_config(f, model_type="sslviews_evil"), r"model_type 'sslviews_evil', which is not an hf_sslviews method \(expected one of \["),
     "pickled_weights_only": (_pickled_only, r"reads only model\.safetensors \(never pickled \.bin files\)"),
+    "truncated_weights": (lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:5000]), r"model\.safetensors cannot be read \(.*\): the file is truncated or damaged"),
     "misspelled_field": (lambda f: _edit_config(f, loss_temprature=0.01), r"keys that MoCoV3Config does not know: 'loss_temprature' \(did you mean 'loss_temperature'\?\)"),
     "temperature_true": (lambda f: _edit_config(f, loss_temperature=True), r"loss_temperature must be a number, got True \(bool\)"),
     "temperature_string": (lambda f: _edit_config(f, loss_temperature="0.2"), r"loss_temperature must be a number, got '0\.2' \(str\)"),
