@@ -71,6 +71,18 @@ class SSLTrainingArguments(TrainingArguments):
         default=1.0,
         metadata={"help": "Learning rate of the predictor heads (parameters named 'predictor*') as a multiple of --learning_rate, following the same schedule. >1 speeds up BYOL / SimSiam / MULAN at small budgets (a predictor that lags the projector slows the start)."},
     )
+    predictor_constant_lr: bool = field(
+        default=False,
+        metadata={"help": "Keep the predictor heads at their initial learning rate (times --predictor_lr_multiplier) while the rest follows the schedule: SimSiam's fix_pred_lr, used by MULAN's SimSiam recipe."},
+    )
+    weight_decay_all_parameters: bool = field(
+        default=False,
+        metadata={"help": "Apply weight decay to every parameter, biases, norms, position embeddings and CLS included (APS's official code). Default: those are excluded."},
+    )
+    sync_batchnorm: bool = field(
+        default=False,
+        metadata={"help": "Under multi-GPU data parallelism, convert every BatchNorm layer to torch's SyncBatchNorm so statistics are over the global batch (official APS, PatchMix, MoCo v3, BYOL, SimSiam). No effect on one process; torch implements it for GPUs only. Not for shuffle-BN methods (CLSA, RepCo)."},
+    )
     max_bad_image_fraction: float = field(
         default=0.01,
         metadata={"help": "Undecodable images are skipped and counted; training stops when more than this fraction of the images seen are bad."},
@@ -175,6 +187,7 @@ class SSLTrainer(Trainer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.model = convert_sync_batchnorm(self.model, self.args)
         if getattr(self.model, "has_momentum_encoder", False) and not any(isinstance(cb, MomentumCallback) for cb in self.callback_handler.callbacks):
             self.add_callback(MomentumCallback())
         views = _view_transform_of(self.train_dataset)
@@ -420,9 +433,12 @@ class SSLTrainer(Trainer):
     def get_decay_parameter_names(self, model) -> list[str]:
         """No weight decay on biases, norm weights and timm's ``no_weight_decay()`` tensors.
 
-        Every method's recipe excludes 1-d parameters from weight decay (MoCo v3, DINO, PatchMix,
-        MULAN); timm adds position embeddings and class tokens.
+        Most recipes exclude 1-d parameters from weight decay (MoCo v3, DINO, PatchMix, MULAN);
+        timm adds position embeddings and class tokens. ``--weight_decay_all_parameters`` decays
+        every parameter, as APS's and SimSiam's official code do.
         """
+        if self.args.weight_decay_all_parameters:
+            return [name for name, _ in model.named_parameters()]
         skip: set[str] = set()
         backbone = getattr(model, "backbone", None)
         timm_model = getattr(backbone, "model", None)
@@ -445,27 +461,46 @@ class SSLTrainer(Trainer):
         """Move the predictor parameters of every group into a twin group with ``lr * predictor_lr_multiplier``.
 
         Done before the scheduler is built, so the schedule scales each group from its own
-        initial rate and the predictor keeps its multiple throughout.
+        initial rate and the predictor keeps its multiple throughout. The twin groups are marked
+        ``"predictor": True``; with ``--predictor_constant_lr`` :meth:`create_scheduler` holds
+        them at that rate.
         """
         multiplier = self.args.predictor_lr_multiplier
         if not (math.isfinite(multiplier) and multiplier > 0):
             raise ValueError(f"--predictor_lr_multiplier must be a positive number, got {multiplier}")
-        if multiplier == 1.0:
+        if multiplier == 1.0 and not self.args.predictor_constant_lr:
             return
         predictor = {id(param) for name, param in model.named_parameters() if name.split(".")[0].startswith("predictor")}
         if not predictor:
-            raise ValueError(f"--predictor_lr_multiplier {multiplier}: {type(model).__name__} has no predictor head (no parameter named 'predictor*')")
+            flag = f"--predictor_lr_multiplier {multiplier}" if multiplier != 1.0 else "--predictor_constant_lr"
+            raise ValueError(f"{flag}: {type(model).__name__} has no predictor head (no parameter named 'predictor*')")
         groups = []
         for group in self.optimizer.param_groups:
             heads = [p for p in group["params"] if id(p) in predictor]
             rest = [p for p in group["params"] if id(p) not in predictor]
             if rest:
-                groups.append({**group, "params": rest})
+                groups.append({**group, "params": rest, "predictor": False})
             if heads:
-                groups.append({**group, "params": heads, "lr": group["lr"] * multiplier})
+                groups.append({**group, "params": heads, "lr": group["lr"] * multiplier, "predictor": True})
         self.optimizer.param_groups.clear()
         for group in groups:
             self.optimizer.add_param_group(group)
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        scheduler = super().create_scheduler(num_training_steps, optimizer)
+        if self.args.predictor_constant_lr:
+            lambdas = getattr(scheduler, "lr_lambdas", None)
+            if lambdas is None:
+                raise ValueError(f"--predictor_constant_lr needs a LambdaLR schedule (every --lr_scheduler_type of transformers but reduce_lr_on_plateau); got {type(scheduler).__name__}")
+            groups = (optimizer or self.optimizer).param_groups
+            for index, group in enumerate(groups):
+                if group.get("predictor"):
+                    lambdas[index] = _constant_factor
+            # LambdaLR set each group's lr from its lambda at step 0 already: undo that for the predictors.
+            for index, group in enumerate(groups):
+                if group.get("predictor"):
+                    group["lr"] = group["initial_lr"]
+        return scheduler
 
     def _create_recipe_optimizer(self, model=None):
         model = self.model if model is None else model
@@ -484,6 +519,35 @@ class SSLTrainer(Trainer):
         else:
             self.optimizer = torch.optim.SGD(groups, lr=self.args.learning_rate, momentum=0.9)
         return self.optimizer
+
+
+def convert_sync_batchnorm(model: torch.nn.Module, args: "SSLTrainingArguments") -> torch.nn.Module:
+    """Every BatchNorm of ``model`` as ``torch.nn.SyncBatchNorm`` when ``--sync_batchnorm`` asks and it means something.
+
+    Official APS, PatchMix and MoCo v3 normalise the heads over the global batch; without it, 8
+    GPUs x 128 images normalise 8 slices of 128 and train another model than one process with
+    1024. On one process the flag changes nothing (no conversion). Refused where it cannot be
+    right: torch implements SyncBatchNorm for GPUs only (CPU DDP would fail at the first
+    forward), and MoCo v2-style methods (CLSA, RepCo) depend on shuffle-BN, which per-process
+    statistics are the point of.
+    """
+    if not args.sync_batchnorm or args.world_size <= 1:
+        return model
+    if getattr(model, "uses_shuffle_bn", False):
+        raise ValueError(f"--sync_batchnorm: {type(model).__name__} uses shuffle-BN (MoCo v2), whose key statistics must stay per process; leave --sync_batchnorm off")
+    if args.device.type != "cuda":
+        raise ValueError(
+            f"--sync_batchnorm needs GPUs: torch's SyncBatchNorm has no {args.device.type} kernels. On CPU DDP leave it off "
+            "(each process then normalises its own slice of the batch)"
+        )
+    converted = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    logger.info("--sync_batchnorm: %d BatchNorm layers normalise over the global batch", sum(isinstance(m, torch.nn.SyncBatchNorm) for m in converted.modules()))
+    return converted
+
+
+def _constant_factor(step: int) -> float:
+    """The learning-rate factor of a group held at its initial rate (module level: picklable by LambdaLR.state_dict)."""
+    return 1.0
 
 
 def _replace_pickled_arguments(output_dir: str, args: TrainingArguments) -> None:

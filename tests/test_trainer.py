@@ -143,6 +143,70 @@ def test_trainer__predictor_lr_multiplier_needs_a_predictor(tiny_vit_kwargs, tmp
         SSLTrainer(model=_mocov3(tiny_vit_kwargs), args=_args(tmp_path, predictor_lr_multiplier=0.0), train_dataset=random_image_dataset(4), data_collator=ViewCollator()).create_optimizer()
 
 
+@pytest.mark.parametrize("optim_recipe", ["default", "sgd"])
+def test_trainer__predictor_constant_lr_holds_the_predictor_while_the_rest_follows_the_schedule(tiny_vit_kwargs, tmp_path, optim_recipe):
+    # SimSiam's fix_pred_lr (MULAN's SimSiam recipe): predictor at lr throughout, encoder on a cosine.
+    model = _mocov3(tiny_vit_kwargs)
+    train = random_image_dataset(8).with_transform(two_view_transform(size=32, scale=(0.3, 1.0)))
+    args = _args(tmp_path, predictor_constant_lr=True, optim_recipe=optim_recipe, warmup_steps=1, lr_scheduler_type="cosine", learning_rate=0.05)
+    trainer = SSLTrainer(model=model, args=args, train_dataset=train, data_collator=ViewCollator())
+    trainer.create_optimizer_and_scheduler(num_training_steps=4)
+    predictor = {id(p) for p in model.predictor.parameters()}
+    heads = [g for g in trainer.optimizer.param_groups if g["predictor"]]
+    rest = [g for g in trainer.optimizer.param_groups if not g["predictor"]]
+    assert heads and rest and sum(len(g["params"]) for g in heads) == len(predictor)
+    assert all(g["lr"] == 0.05 for g in heads) and all(g["lr"] == 0.0 for g in rest)  # warm-up step 0
+    encoder_rates = []
+    for _ in range(3):
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+        assert all(g["lr"] == pytest.approx(0.05) for g in heads)
+        encoder_rates.append(rest[0]["lr"])
+    # Cosine after one warm-up step of four: factors 1, (1 + cos(pi / 3)) / 2, (1 + cos(2 pi / 3)) / 2.
+    assert encoder_rates[0] == pytest.approx(0.05) and encoder_rates[1] == pytest.approx(0.05 * 0.75) and encoder_rates[2] == pytest.approx(0.05 * 0.25)
+
+
+def test_trainer__weight_decay_all_parameters_decays_biases_norms_and_position_embeddings(tiny_vit_kwargs, tmp_path):
+    model = _mocov3(tiny_vit_kwargs)
+    names = [name for name, _ in model.named_parameters()]
+    default = SSLTrainer(model=model, args=_args(tmp_path), train_dataset=random_image_dataset(4), data_collator=ViewCollator())
+    excluded = set(names) - set(default.get_decay_parameter_names(model))
+    assert {"backbone.model.pos_embed", "backbone.model.cls_token"} <= excluded and any(n.endswith(".bias") for n in excluded)
+    everything = SSLTrainer(model=model, args=_args(tmp_path, weight_decay_all_parameters=True, weight_decay=0.05), train_dataset=random_image_dataset(4), data_collator=ViewCollator())
+    assert everything.get_decay_parameter_names(model) == names
+    everything.create_optimizer()
+    assert {g["weight_decay"] for g in everything.optimizer.param_groups if g["params"]} == {0.05}
+
+
+def test_convert_sync_batchnorm__only_under_multi_gpu_data_parallelism(tmp_path):
+    from types import SimpleNamespace
+
+    from hf_sslviews.modeling.byol import BYOLConfig, BYOLForPreTraining
+    from hf_sslviews.modeling.clsa import CLSAConfig, CLSAForPreTraining
+    from hf_sslviews.trainer import convert_sync_batchnorm
+
+    kwargs = {"backbone": "vit_tiny_patch16_224", "backbone_kwargs": {"img_size": 32, "patch_size": 8, "depth": 1, "embed_dim": 48, "num_heads": 3}, "image_size": 32}
+    byol = BYOLForPreTraining(BYOLConfig(**kwargs, projector_hidden_dim=32, projector_dim=16))
+    batchnorms = sum(isinstance(m, torch.nn.BatchNorm1d) for m in byol.modules())
+    assert batchnorms >= 3  # projector, predictor, target projector
+    flags = lambda **k: SimpleNamespace(**{"sync_batchnorm": True, "world_size": 8, "device": torch.device("cuda", 0), **k})  # noqa: E731
+    # One process, or the flag off: nothing changes.
+    assert convert_sync_batchnorm(byol, flags(world_size=1)) is byol and not any(isinstance(m, torch.nn.SyncBatchNorm) for m in byol.modules())
+    assert convert_sync_batchnorm(byol, flags(sync_batchnorm=False)) is byol
+    # 8 GPUs: every BatchNorm (the target network's too) becomes SyncBatchNorm, weights kept.
+    before = {k: v.clone() for k, v in byol.state_dict().items()}
+    converted = convert_sync_batchnorm(byol, flags())
+    assert sum(isinstance(m, torch.nn.SyncBatchNorm) for m in converted.modules()) == batchnorms
+    assert not any(type(m) is torch.nn.BatchNorm1d for m in converted.modules())
+    assert all(torch.equal(before[k], v) for k, v in converted.state_dict().items())
+    # CPU DDP: torch has no CPU kernels for it; shuffle-BN methods must keep per-process statistics.
+    with pytest.raises(ValueError, match=r"--sync_batchnorm needs GPUs.*no cpu kernels"):
+        convert_sync_batchnorm(BYOLForPreTraining(BYOLConfig(**kwargs, projector_hidden_dim=32, projector_dim=16)), flags(device=torch.device("cpu")))
+    clsa = CLSAForPreTraining(CLSAConfig(**kwargs, projector_hidden_dim=32, projector_dim=16, queue_size=64))
+    with pytest.raises(ValueError, match=r"uses shuffle-BN \(MoCo v2\)"):
+        convert_sync_batchnorm(clsa, flags())
+
+
 def test_trainer__last_incomplete_batch_is_dropped_so_batchnorm_heads_never_see_one_image(tmp_path):
     """17 images, batch 8: without drop_last the third batch has 1 image and BYOL's BatchNorm raises."""
     from hf_sslviews.modeling.byol import BYOLConfig, BYOLForPreTraining

@@ -63,6 +63,7 @@ class CLSAForPreTraining(CLSAPreTrainedModel):
     next key pass (MoCo v2 updates at the start of ``forward``: the same sequence of weights).
     """
 
+    uses_shuffle_bn = True  # MoCo v2 keys: per-process BatchNorm statistics on shuffled sub-batches
     momentum_pairs = (("target_backbone", "backbone"), ("target_projector", "projector"))
 
     def __init__(self, config: CLSAConfig):

@@ -118,6 +118,7 @@ class RepCoForPreTraining(RepCoPreTrainedModel):
     (the patch tokens).
     """
 
+    uses_shuffle_bn = True  # MoCo v2 keys: per-process BatchNorm statistics on shuffled sub-batches
     momentum_pairs = (("target_backbone", "backbone"), ("target_projector", "projector"), ("target_dense_head", "dense_head"))
 
     def __init__(self, config: RepCoConfig):
