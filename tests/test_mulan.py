@@ -303,3 +303,29 @@ def test_recipe__views_feed_the_model_through_the_trainer(tiny_vit_kwargs, tmp_p
     assert not torch.equal(model.target_projector[0].weight, target_before)
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert logged and all(k in entry for entry in logged for k in ("global_loss", "local_loss", "cutout_loss"))
+
+
+def test_mulan_simsiam__target_is_the_network_without_drop_path(tiny_vit_kwargs):
+    # The official SimSiam target of MULAN is a copy of the network without drop-path: with
+    # drop-path on, the targets are a second no-grad pass of the global views with it off.
+    kwargs = {**tiny_vit_kwargs, "backbone_kwargs": {**tiny_vit_kwargs["backbone_kwargs"], "drop_path_rate": 0.9}}
+    model = make(kwargs, framework="simsiam").train()
+    globals_ = views(batch=4)["global_pixel_values"]
+    online = [model.projector(h) for h in model._backbone_per_view(model.backbone, globals_)]
+    torch.manual_seed(0)
+    targets = model._targets(globals_, online)
+    probabilities = [m.drop_prob for m in model.modules() if type(m).__name__ == "DropPath"]
+    assert probabilities and all(p > 0 for p in probabilities)  # restored after the target pass
+    for m in model.modules():
+        if type(m).__name__ == "DropPath":
+            m.drop_prob = 0.0
+    with torch.no_grad():
+        expected = [model.projector(h) for h in model._backbone_per_view(model.backbone, globals_)]
+    assert all(not t.requires_grad for t in targets)
+    for got, want, with_drop_path in zip(targets, expected, online):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(with_drop_path.detach(), want, atol=1e-3)  # drop-path 0.9 did change the online pass
+    # Without drop-path the online projections are the targets (no second pass).
+    plain = make(tiny_vit_kwargs, framework="simsiam").train()
+    online = [plain.projector(h) for h in plain._backbone_per_view(plain.backbone, globals_)]
+    assert all(torch.equal(t, z.detach()) for t, z in zip(plain._targets(globals_, online), online))

@@ -248,12 +248,16 @@ def test_model__loss_on_fixed_tiny_batch_equals_hand_computed_value(tiny_vit_kwa
     assert out.mix_mix_loss.item() == pytest.approx(mix_mix, rel=1e-5)
     assert out.loss.item() == pytest.approx(id_loss + 0.5 * mix_origin + 0.5 * mix_mix, rel=1e-5)
     assert out.local_loss is None
-    # Two 16 px local crops of the same images: each adds the global terms against both global
-    # keys (2x), averaged over the crops.
+    # Two 16 px local crops of the same images, official weights: each adds the identity term
+    # and 1.0 x mix->origin against both global keys (2x), no mix->mix, averaged over the crops.
     local = x[:, :, :16, :16].unsqueeze(1).expand(3, 2, 3, 16, 16).clone()
     out = model(x, x.clone(), local_pixel_values=local)
+    assert out.local_loss.item() == pytest.approx(2 * (id_loss + 1.0 * mix_origin), rel=1e-5)
+    assert out.loss.item() == pytest.approx(id_loss + 0.5 * mix_origin + 0.5 * mix_mix + 2 * (id_loss + mix_origin), rel=1e-5)
+    # The earlier form (the global weights applied to local crops) stays available.
+    model.config.local_mix_origin_weight, model.config.local_mix_mix_weight = 0.5, 0.5
+    out = model(x, x.clone(), local_pixel_values=local)
     assert out.local_loss.item() == pytest.approx(2 * (id_loss + 0.5 * mix_origin + 0.5 * mix_mix), rel=1e-5)
-    assert out.loss.item() == pytest.approx(3 * (id_loss + 0.5 * mix_origin + 0.5 * mix_mix), rel=1e-5)
 
 
 def test_model__loss_equals_terms_assembled_from_its_parts(tiny_vit_kwargs):

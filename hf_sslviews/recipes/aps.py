@@ -30,10 +30,12 @@ CITATION = """@article{shen2025aps,
 MODEL_CARD_NOTES = """\
 Pretrained with APS (Asymmetric Patch Sampling): view 1 keeps a sparse random quarter of its
 patches, view 2 the patches that overlap view 1's least; each loaded batch is used for K
-optimizer steps, one per chunk of view-1 patches. Choices of this library: flips are tracked in
-the patch geometry (`track_flips=False` reproduces the original code, which ignores them); the
-CLS token carries timm's position embedding (the original adds none to CLS); the paper evaluates
-by fine-tuning, this library reports kNN and linear probes."""
+optimizer steps, one per chunk of view-1 patches. The paper presets follow the official code: no qkv
+bias, no position embedding on CLS, bilinear crop resizing, weight decay on every parameter,
+SyncBatchNorm under multi-GPU DDP (the CPU presets keep timm's defaults). Choices of this
+library: flips are tracked in the patch geometry (`track_flips=False` reproduces the original
+code, which ignores them); the paper evaluates by fine-tuning, this library reports kNN and
+linear probes."""
 
 
 def backbone_patch_size(config) -> int:
@@ -75,8 +77,15 @@ def build_aps_views(config, image_column: str = "image", **view_kwargs: Any) -> 
 # The paper's sampling: ratio 0.25, K = 1 / ratio = 4 disjoint view-1 chunks covering the grid.
 APS_VIEWS = dict(ratio=0.25, num_chunks=4, power=3.0, scale=(0.15, 1.0))
 
+# The official code's choices, followed by the paper presets (the CPU presets keep timm's
+# defaults): blocks without qkv bias, no position embedding on CLS (timm's no_embed_class),
+# bilinear crop resizing, weight decay on every parameter, SyncBatchNorm under multi-GPU DDP.
+_OFFICIAL_VIT = {"qkv_bias": False, "no_embed_class": True}
+_OFFICIAL_VIEWS = dict(APS_VIEWS, interpolation="bilinear")
+_OFFICIAL_TRAINING = dict(weight_decay_all_parameters=True, sync_batchnorm=True)
+
 _CIFAR_STATS = dict(image_size=32, image_mean=[0.4914, 0.4822, 0.4465], image_std=[0.247, 0.243, 0.261])
-_CIFAR_PATCH2 = {"img_size": 32, "patch_size": 2}
+_CIFAR_PATCH2 = {"img_size": 32, "patch_size": 2, **_OFFICIAL_VIT}
 
 
 def _cifar_training(learning_rate: float) -> dict[str, Any]:
@@ -91,6 +100,7 @@ def _cifar_training(learning_rate: float) -> dict[str, Any]:
         warmup_steps=20 / 1600,
         lr_scheduler_type="cosine",
         bf16=True,
+        **_OFFICIAL_TRAINING,
     )
 
 
@@ -108,6 +118,7 @@ def _imagenet_training(learning_rate: float) -> dict[str, Any]:
         warmup_steps=20 / 300,
         lr_scheduler_type="cosine",
         bf16=True,
+        **_OFFICIAL_TRAINING,
     )
 
 
@@ -135,31 +146,31 @@ register_recipe(
             "aps_cifar_vit_tiny": Preset(
                 "APS ViT-Tiny/2 on 32 px images (16x16 grid, 64 of 256 tokens), K=4: AdamW lr 1e-3*bs/256 (bs 512), wd 0.05, 1600 epochs, 20 warm-up, bf16.",
                 config=dict(backbone="vit_tiny_patch16_224", backbone_kwargs=dict(_CIFAR_PATCH2), **_CIFAR_STATS),
-                views=dict(APS_VIEWS),
+                views=dict(_OFFICIAL_VIEWS),
                 training=_cifar_training(2e-3),
             ),
             "aps_cifar_vit_small": Preset(
                 "APS ViT-Small/2 on 32 px images (16x16 grid, 64 of 256 tokens), K=4: AdamW lr 5e-4*bs/256 (bs 512), wd 0.05, 1600 epochs, 20 warm-up, bf16.",
                 config=dict(backbone="vit_small_patch16_224", backbone_kwargs=dict(_CIFAR_PATCH2), **_CIFAR_STATS),
-                views=dict(APS_VIEWS),
+                views=dict(_OFFICIAL_VIEWS),
                 training=_cifar_training(1e-3),
             ),
             "aps_cifar_vit_base": Preset(
                 "APS ViT-Base/2 on 32 px images (16x16 grid, 64 of 256 tokens), K=4: AdamW lr 5e-4*bs/256 (bs 512), wd 0.05, 1600 epochs, 20 warm-up, bf16.",
                 config=dict(backbone="vit_base_patch16_224", backbone_kwargs=dict(_CIFAR_PATCH2), **_CIFAR_STATS),
-                views=dict(APS_VIEWS),
+                views=dict(_OFFICIAL_VIEWS),
                 training=_cifar_training(1e-3),
             ),
             "aps_imagenet_vit_small": Preset(
                 "APS ViT-S/16, ImageNet 224 px (14x14 grid, 49 of 196 tokens), K=4: AdamW lr 5e-4*bs/256 (global bs 1024), wd 0.05, 300 epochs, 20 warm-up, bf16.",
-                config=dict(backbone="vit_small_patch16_224", backbone_kwargs={}, image_size=224),
-                views=dict(APS_VIEWS),
+                config=dict(backbone="vit_small_patch16_224", backbone_kwargs=dict(_OFFICIAL_VIT), image_size=224),
+                views=dict(_OFFICIAL_VIEWS),
                 training=_imagenet_training(2e-3),
             ),
             "aps_imagenet_vit_base": Preset(
                 "APS ViT-B/16, ImageNet 224 px (14x14 grid, 49 of 196 tokens), K=4: AdamW lr 5e-4*bs/256 (global bs 1024), wd 0.05, 300 epochs, 20 warm-up, bf16.",
-                config=dict(backbone="vit_base_patch16_224", backbone_kwargs={}, image_size=224),
-                views=dict(APS_VIEWS),
+                config=dict(backbone="vit_base_patch16_224", backbone_kwargs=dict(_OFFICIAL_VIT), image_size=224),
+                views=dict(_OFFICIAL_VIEWS),
                 training=_imagenet_training(2e-3),
             ),
         },

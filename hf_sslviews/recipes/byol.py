@@ -45,7 +45,7 @@ register_recipe(
                 "BYOL ViT-Small/4 on 32 px images: AdamW lr 5e-4*bs/256 (bs 256), wd 0.05, m 0.99->1, 1000 epochs (solo-learn-style small-image recipe).",
                 config=dict(**CIFAR_VIT_SMALL, momentum_base=0.99),
                 views=dict(scale=(0.08, 1.0)),
-                training=dict(num_train_epochs=1000, per_device_train_batch_size=256, learning_rate=5e-4, weight_decay=0.05, warmup_steps=0.01, lr_scheduler_type="cosine", bf16=True),
+                training=dict(num_train_epochs=1000, per_device_train_batch_size=256, learning_rate=5e-4, weight_decay=0.05, warmup_steps=0.01, lr_scheduler_type="cosine", bf16=True, sync_batchnorm=True),
             ),
         },
     )

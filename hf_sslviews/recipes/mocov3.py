@@ -57,13 +57,14 @@ register_recipe(
                     warmup_steps=0.05,
                     lr_scheduler_type="cosine",
                     bf16=True,
+                    sync_batchnorm=True,
                 ),
             ),
             "mocov3_imagenet_vit_small": Preset(
                 "MoCo v3 ViT-S/16, ImageNet 224 px: AdamW lr 1.5e-4*bs/256 (bs 4096), wd 0.1, tau 0.2, 300 epochs, 40 warm-up.",
                 config=dict(backbone="vit_small_patch16_224", backbone_kwargs={}, image_size=224, loss_temperature=0.2, momentum_base=0.99),
                 views=dict(scale=(0.08, 1.0)),
-                training=dict(num_train_epochs=300, per_device_train_batch_size=256, learning_rate=2.4e-3, weight_decay=0.1, adam_beta2=0.95, warmup_steps=0.133, lr_scheduler_type="cosine", bf16=True),
+                training=dict(num_train_epochs=300, per_device_train_batch_size=256, learning_rate=2.4e-3, weight_decay=0.1, adam_beta2=0.95, warmup_steps=0.133, lr_scheduler_type="cosine", bf16=True, sync_batchnorm=True),
             ),
         },
     )

@@ -56,6 +56,8 @@ VIT_SMALL = dict(backbone="vit_small_patch16_224", backbone_kwargs={"drop_path_r
 
 # ResNet-50: LARS (biases and norms excluded from decay and adaptation), lr 0.4 * bs / 256,
 # wd 1.5e-6, 10 warm-up epochs of 200 (ratio 0.05) then cosine (METHODS.md section 5).
+# SyncBatchNorm under multi-GPU DDP in every paper preset [ours: MULAN's base frameworks'
+# official code (BYOL's cross-replica BN, SimSiam's and MoCo v3's convert_sync_batchnorm)].
 LARS_R50 = dict(
     optim_recipe="lars",
     num_train_epochs=200,
@@ -65,7 +67,26 @@ LARS_R50 = dict(
     warmup_steps=0.05,
     lr_scheduler_type="cosine",
     bf16=True,
+    sync_batchnorm=True,
 )
+# MULAN-SimSiam ResNet-50, official (CONFIG.md): SGD momentum 0.9, lr 0.05 * bs / 256 at batch
+# 512, wd 1e-4, no warm-up, cosine, predictors at a constant rate (SimSiam's fix_pred_lr); wd
+# on every parameter as SimSiam's official optimizer [ours: not stated for MULAN].
+SGD_SIMSIAM_R50 = dict(
+    optim_recipe="sgd",
+    num_train_epochs=200,
+    per_device_train_batch_size=512,
+    learning_rate=0.05 * 512 / 256,
+    weight_decay=1e-4,
+    weight_decay_all_parameters=True,
+    warmup_steps=0,
+    lr_scheduler_type="cosine",
+    predictor_constant_lr=True,
+    bf16=True,
+    sync_batchnorm=True,
+)
+# The official ViT-S / ViT-B runs use a 3-layer projector 4096-4096-256 (--projector-mlp, CONFIG.md).
+VIT_PROJECTOR = dict(projector_num_layers=3, projector_hidden_dim=4096, projector_dim=256)
 # ViT: AdamW lr 3e-4 * bs / 256, betas (0.9, 0.98), wd 0.1, gradient clipping 0.5; the 10 warm-up
 # epochs are [ours] (METHODS.md gives them only for the ResNet recipe).
 ADAMW_VIT = dict(
@@ -79,6 +100,7 @@ ADAMW_VIT = dict(
     warmup_steps=0.05,
     lr_scheduler_type="cosine",
     bf16=True,
+    sync_batchnorm=True,
 )
 # 32 px images [ours]: the baselines' small-image schedule with MULAN's ViT optimizer settings.
 ADAMW_CIFAR = dict(ADAMW_VIT, num_train_epochs=800, per_device_train_batch_size=256, learning_rate=5e-4, warmup_steps=0.01)
@@ -89,7 +111,9 @@ SimSiam or MoCo v3. Targets are only the two global views through the target net
 BYOL / MoCo v3, the online network under stop-gradient for SimSiam). Choices of this library
 [ours]: each view type goes through the backbone in one batched forward, the projector and
 predictors run per view (their BatchNorm sees B images of one view); cutout views use blur
-p=0.5 and no solarisation; 32 px presets put locals at 16 px."""
+p=0.5 and no solarisation; 32 px presets put locals at 16 px. As the official code: ViT presets
+use a 3-layer projector 4096-4096-256, the SimSiam target is the network without drop-path, and
+the SimSiam ResNet-50 recipe is SGD with constant-lr predictors."""
 
 register_recipe(
     MethodRecipe(
@@ -123,8 +147,8 @@ register_recipe(
                 training=LARS_R50,
             ),
             "mulan_byol_imagenet_vit_small": Preset(
-                "MULAN-BYOL ViT-S/16, ImageNet 224 px: AdamW lr 3e-4*bs/256 (bs 256), betas (0.9, 0.98), wd 0.1, grad-clip 0.5, drop-path 0.1, m 0.998->1, 200 epochs (linear top-1 74.5).",
-                config=dict(**VIT_SMALL, framework="byol", momentum_base=0.998),
+                "MULAN-BYOL ViT-S/16, ImageNet 224 px: projector 4096-4096-256, AdamW lr 3e-4*bs/256 (bs 256), betas (0.9, 0.98), wd 0.1, grad-clip 0.5, drop-path 0.1, m 0.998->1, 200 epochs (linear top-1 74.5).",
+                config=dict(**VIT_SMALL, **VIT_PROJECTOR, framework="byol", momentum_base=0.998),
                 views=IMAGENET_VIEWS,
                 training=ADAMW_VIT,
             ),
@@ -135,26 +159,26 @@ register_recipe(
                 training=LARS_R50,
             ),
             "mulan_simsiam_imagenet_r50": Preset(
-                "MULAN-SimSiam ResNet-50, ImageNet 224 px: task weights 1/3 each, LARS lr 0.4*bs/256 (bs 256), wd 1.5e-6, 200 epochs (linear top-1 74.7).",
+                "MULAN-SimSiam ResNet-50, ImageNet 224 px: task weights 1/3 each, SGD lr 0.05*bs/256 (bs 512), wd 1e-4, no warm-up, cosine, constant-lr predictors (official recipe), 200 epochs (linear top-1 74.7).",
                 config=dict(**R50, framework="simsiam"),
                 views=IMAGENET_VIEWS,
-                training=LARS_R50,
+                training=SGD_SIMSIAM_R50,
             ),
             "mulan_byol_cifar_vit_small": Preset(
-                "MULAN-BYOL ViT-Small/4 on 32 px images (locals 16 px): AdamW lr 5e-4*bs/256 (bs 256), betas (0.9, 0.98), wd 0.1, clip 0.5, drop-path 0.1, m 0.99->1, 800 epochs.",
-                config=dict(**CIFAR_VIT_SMALL_DP, framework="byol", momentum_base=0.99),
+                "MULAN-BYOL ViT-Small/4 on 32 px images (locals 16 px): projector 4096-4096-256, AdamW lr 5e-4*bs/256 (bs 256), betas (0.9, 0.98), wd 0.1, clip 0.5, drop-path 0.1, m 0.99->1, 800 epochs.",
+                config=dict(**CIFAR_VIT_SMALL_DP, **VIT_PROJECTOR, framework="byol", momentum_base=0.99),
                 views=CIFAR_VIEWS,
                 training=ADAMW_CIFAR,
             ),
             "mulan_mocov3_cifar_vit_small": Preset(
-                "MULAN-MoCo v3 ViT-Small/4 on 32 px images (locals 16 px): AdamW as mulan_byol_cifar_vit_small, tau 0.2, m 0.99->1, 800 epochs.",
-                config=dict(**CIFAR_VIT_SMALL_DP, framework="mocov3", loss_temperature=0.2, momentum_base=0.99),
+                "MULAN-MoCo v3 ViT-Small/4 on 32 px images (locals 16 px): projector 4096-4096-256, AdamW as mulan_byol_cifar_vit_small, tau 0.2, m 0.99->1, 800 epochs.",
+                config=dict(**CIFAR_VIT_SMALL_DP, **VIT_PROJECTOR, framework="mocov3", loss_temperature=0.2, momentum_base=0.99),
                 views=CIFAR_VIEWS,
                 training=ADAMW_CIFAR,
             ),
             "mulan_simsiam_cifar_vit_small": Preset(
-                "MULAN-SimSiam ViT-Small/4 on 32 px images (locals 16 px): 2-layer projector (SimSiam's CIFAR head), task weights 1/3, AdamW as mulan_byol_cifar_vit_small, 800 epochs.",
-                config=dict(**CIFAR_VIT_SMALL_DP, framework="simsiam", projector_num_layers=2),
+                "MULAN-SimSiam ViT-Small/4 on 32 px images (locals 16 px): projector 4096-4096-256 (the official ViT head), target without drop-path, task weights 1/3, AdamW as mulan_byol_cifar_vit_small, 800 epochs.",
+                config=dict(**CIFAR_VIT_SMALL_DP, **VIT_PROJECTOR, framework="simsiam"),
                 views=CIFAR_VIEWS,
                 training=ADAMW_CIFAR,
             ),

@@ -38,7 +38,7 @@ register_recipe(
                 "SimSiam ViT-Small/4 on 32 px images, CIFAR recipe of the paper (2-layer projector, 2048-d): AdamW lr 5e-4*bs/256, 800 epochs.",
                 config=dict(**CIFAR_VIT_SMALL, projector_num_layers=2),
                 views=dict(scale=(0.2, 1.0)),
-                training=dict(num_train_epochs=800, per_device_train_batch_size=512, learning_rate=1e-3, weight_decay=0.05, warmup_steps=0.01, lr_scheduler_type="cosine", bf16=True),
+                training=dict(num_train_epochs=800, per_device_train_batch_size=512, learning_rate=1e-3, weight_decay=0.05, warmup_steps=0.01, lr_scheduler_type="cosine", bf16=True, sync_batchnorm=True),
             ),
         },
     )

@@ -14,10 +14,12 @@ one view, exactly as in the two-view baselines.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
+from timm.layers import DropPath
 from torch import nn
 from transformers.utils import ModelOutput
 
@@ -49,6 +51,28 @@ def mulan_pairs(n_global: int, n_local: int = 0, n_cutout: int = 0) -> list[tupl
     pairs += [("local", i, j) for i in range(n_local) for j in range(n_global)]
     pairs += [("cutout", i, j) for i in range(n_cutout) for j in range(n_global)]
     return pairs
+
+
+def _drop_path_modules(module: nn.Module) -> list[nn.Module]:
+    return [m for m in module.modules() if isinstance(m, DropPath)]
+
+
+def _has_active_drop_path(module: nn.Module) -> bool:
+    return any(m.drop_prob > 0 for m in _drop_path_modules(module))
+
+
+@contextlib.contextmanager
+def drop_path_disabled(module: nn.Module) -> Iterator[None]:
+    """Every timm ``DropPath`` of ``module`` at probability 0 inside the block, restored after."""
+    layers = _drop_path_modules(module)
+    saved = [m.drop_prob for m in layers]
+    try:
+        for m in layers:
+            m.drop_prob = 0.0
+        yield
+    finally:
+        for m, p in zip(layers, saved):
+            m.drop_prob = p
 
 
 @dataclass
@@ -150,7 +174,13 @@ class MulanForPreTraining(MulanPreTrainedModel):
     def _targets(self, global_pixel_values: torch.Tensor, online_projections: list[torch.Tensor]) -> list[torch.Tensor]:
         """One target ``[B, P]`` per global view, without gradient."""
         if not self.has_momentum_encoder:
-            return [z.detach() for z in online_projections]  # SimSiam: sg(online projection)
+            # SimSiam: sg(online network). The official target is a copy of the network without
+            # drop-path, so with drop-path on the globals go through again with it off.
+            if not (self.training and _has_active_drop_path(self.backbone)):
+                return [z.detach() for z in online_projections]
+            with torch.no_grad(), drop_path_disabled(self.backbone):
+                features = self._backbone_per_view(self.backbone, global_pixel_values)
+                return [self.projector(h) for h in features]
         with torch.no_grad():
             features = self._backbone_per_view(self.target_backbone, global_pixel_values)
             return [self.target_projector(h) for h in features]

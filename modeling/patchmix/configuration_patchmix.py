@@ -27,6 +27,11 @@ class PatchMixConfig(SSLConfig):
         label_smoothing: smoothing of the origin -> origin (identity) targets (0.1).
         mix_origin_weight: weight of the mix -> origin term (0.5).
         mix_mix_weight: weight of the mix -> mix term (0.5).
+        local_mix_origin_weight: weight of each local crop's mix -> origin term against each
+            global key (1.0, as in the official code).
+        local_mix_mix_weight: weight of each local crop's mix -> mix term (0: the official code
+            has none; 0.5 is the global form applied to local crops, this library's earlier
+            choice).
         use_momentum_encoder: keys from an EMA copy of backbone and projector (ViT-S/B recipes).
             ``False`` (ViT-T recipe) takes keys from the online encoder under stop-gradient.
         momentum_base: EMA momentum at step 0 (0.996), raised per optimizer step with a cosine
@@ -56,6 +61,8 @@ class PatchMixConfig(SSLConfig):
         label_smoothing: float = 0.1,
         mix_origin_weight: float = 0.5,
         mix_mix_weight: float = 0.5,
+        local_mix_origin_weight: float = 1.0,
+        local_mix_mix_weight: float = 0.0,
         use_momentum_encoder: bool = True,
         momentum_base: float = 0.996,
         momentum_final: float = 1.0,
@@ -70,8 +77,12 @@ class PatchMixConfig(SSLConfig):
             raise ValueError(f"num_groups must be a positive int or a non-empty list of them (images mixed into one), got {num_groups!r}")
         if not 0 <= label_smoothing < 1:
             raise ValueError(f"label_smoothing must lie in [0, 1), got {label_smoothing}")
-        if mix_origin_weight < 0 or mix_mix_weight < 0:
-            raise ValueError(f"mix_origin_weight and mix_mix_weight must be >= 0, got {mix_origin_weight}, {mix_mix_weight}")
+        self._check_number(mix_origin_weight=mix_origin_weight, mix_mix_weight=mix_mix_weight, local_mix_origin_weight=local_mix_origin_weight, local_mix_mix_weight=local_mix_mix_weight)
+        if min(mix_origin_weight, mix_mix_weight, local_mix_origin_weight, local_mix_mix_weight) < 0:
+            raise ValueError(
+                f"the mix term weights must be >= 0, got mix_origin_weight={mix_origin_weight}, mix_mix_weight={mix_mix_weight}, "
+                f"local_mix_origin_weight={local_mix_origin_weight}, local_mix_mix_weight={local_mix_mix_weight}"
+            )
         if kwargs.get("backbone_kwargs") is None:
             kwargs["backbone_kwargs"] = {"drop_path_rate": 0.1}
         self.projector_num_layers = projector_num_layers
@@ -83,6 +94,8 @@ class PatchMixConfig(SSLConfig):
         self.label_smoothing = label_smoothing
         self.mix_origin_weight = mix_origin_weight
         self.mix_mix_weight = mix_mix_weight
+        self.local_mix_origin_weight = local_mix_origin_weight
+        self.local_mix_mix_weight = local_mix_mix_weight
         self.use_momentum_encoder = use_momentum_encoder
         self.momentum_base = momentum_base
         self.momentum_final = momentum_final

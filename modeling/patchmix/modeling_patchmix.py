@@ -167,22 +167,28 @@ class PatchMixForPreTraining(PatchMixPreTrainedModel):
         local_loss = None
         crops = split_views(local_pixel_values, "local_pixel_values")
         if crops:
-            # Each local crop: the same id and mix terms against both global views' keys,
-            # summed over the two global views, averaged over crops.
-            if mixing:
-                _, k_mix2 = self._key(mixed_2)
-            else:
+            # Each local crop against both global views' keys: the identity term, plus (mixing)
+            # local_mix_origin_weight x mix->origin and local_mix_mix_weight x mix->mix; the
+            # official code uses 1.0 and 0 (no local mix->mix). Summed over the two global
+            # views, averaged over crops.
+            origin_weight, mix_weight = config.local_mix_origin_weight, config.local_mix_mix_weight
+            local_mixing = mixing and (origin_weight > 0 or mix_weight > 0)
+            if not mixing:
                 _, k1 = self._key(pixel_values_1)
+            if local_mixing and mix_weight > 0:
+                _, k_mix2 = self._key(mixed_2)
             total = 0.0
             for crop in crops:
                 _, q_local = self._query(crop)
                 for key in (k1, k2):
                     total = total + soft_target_cross_entropy(q_local, key, targets.identity, tau, gather)
-                if mixing:
+                if local_mixing:
                     _, q_local_mix = self._query(self._mix(crop, num_groups))
-                    for key, mixed_key in ((k1, k_mix1), (k2, k_mix2)):
-                        total = total + config.mix_origin_weight * soft_target_cross_entropy(q_local_mix, key, targets.mix_origin, tau, gather)
-                        total = total + config.mix_mix_weight * soft_target_cross_entropy(q_local_mix, mixed_key, targets.mix_mix, tau, gather)
+                    for key in (k1, k2):
+                        total = total + origin_weight * soft_target_cross_entropy(q_local_mix, key, targets.mix_origin, tau, gather)
+                    if mix_weight > 0:
+                        for mixed_key in (k_mix1, k_mix2):
+                            total = total + mix_weight * soft_target_cross_entropy(q_local_mix, mixed_key, targets.mix_mix, tau, gather)
             local_loss = total / len(crops)
             loss = loss + local_loss
 
