@@ -35,6 +35,11 @@ def make_inputs(seed: int = 0) -> dict[str, torch.Tensor]:
         "clsa_strong": randn(GLOBAL_BATCH, 3, 32, 32),
         "mulan_global": randn(GLOBAL_BATCH, 2, 3, 32, 32),
         "mulan_cutout": randn(GLOBAL_BATCH, 1, 3, 32, 32),
+        "view_1": randn(GLOBAL_BATCH, 3, 32, 32),
+        "view_2": randn(GLOBAL_BATCH, 3, 32, 32),
+        # APS: 4 of the 16 patches (4x4 grid of the tiny ViT) kept per view, one chunk.
+        "aps_tokens_1": torch.stack([torch.randperm(16, generator=generator)[:4] for _ in range(GLOBAL_BATCH)]),
+        "aps_tokens_2": torch.stack([torch.randperm(16, generator=generator)[:4] for _ in range(GLOBAL_BATCH)]),
     }
 
 
@@ -129,15 +134,73 @@ def case_mulan(global_views, cutout_views) -> dict[str, torch.Tensor]:
     return {"loss": out.loss.detach(), "global_loss": out.global_loss.detach(), "cutout_loss": out.cutout_loss.detach()}
 
 
+WHOLE_MODEL_METHODS = ("aps", "byol", "simsiam", "mocov3", "repco")
+
+
+def build_method(name: str):
+    """A tiny model of ``name``, the same weights on every process."""
+    from hf_sslviews.modeling.aps import APSConfig, APSForPreTraining
+    from hf_sslviews.modeling.byol import BYOLConfig, BYOLForPreTraining
+    from hf_sslviews.modeling.mocov3 import MoCoV3Config, MoCoV3ForPreTraining
+    from hf_sslviews.modeling.repco import RepCoConfig, RepCoForPreTraining
+    from hf_sslviews.modeling.simsiam import SimSiamConfig, SimSiamForPreTraining
+
+    heads = dict(projector_hidden_dim=32, projector_dim=16)
+    torch.manual_seed(0)
+    return {
+        "aps": lambda: APSForPreTraining(APSConfig(**TINY_VIT, **heads, predictor_hidden_dim=32)),
+        "byol": lambda: BYOLForPreTraining(BYOLConfig(**TINY_VIT, **heads)),
+        "simsiam": lambda: SimSiamForPreTraining(SimSiamConfig(**TINY_VIT, projector_dim=16, predictor_hidden_dim=8)),
+        "mocov3": lambda: MoCoV3ForPreTraining(MoCoV3Config(**TINY_VIT, **heads)),
+        "repco": lambda: RepCoForPreTraining(RepCoConfig(**TINY_VIT, **heads, dense_hidden_dim=32, dense_dim=16, queue_size=QUEUE_SIZE * 2)),
+    }[name]()
+
+
+def case_method(name: str, local: dict[str, torch.Tensor], world_size: int) -> dict[str, torch.Tensor]:
+    """One training step of a whole model: every loss term, and the gradient DDP would apply.
+
+    The gradient is each process's, summed over processes and divided by their number (what
+    DDP's all-reduce does). BatchNorm layers run on their running statistics: with batch
+    statistics, half batches legitimately normalise differently from the whole batch unless
+    the model uses SyncBatchNorm, which torch implements for GPUs only (docs/gpu_session.md
+    checks that case). Everything else (the gathers with and without gradient, label offsets,
+    queues, the symmetrised terms) is exercised as in training.
+    """
+    import torch.distributed as dist
+
+    model = build_method(name).train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.eval()
+    if name == "aps":
+        inputs = dict(pixel_values_1=local["view_1"], pixel_values_2=local["view_2"], token_indices_1=local["aps_tokens_1"], token_indices_2=local["aps_tokens_2"])
+    else:
+        inputs = dict(pixel_values_1=local["view_1"], pixel_values_2=local["view_2"])
+    out = model(**inputs)
+    out.loss.backward()
+    grads = torch.cat([p.grad.flatten() if p.grad is not None else torch.zeros(p.numel()) for p in model.parameters()])
+    if world_size > 1:
+        dist.all_reduce(grads)
+        grads /= world_size
+    result = {key: value.detach() for key, value in out.items() if key == "loss" or key.endswith("_loss")}
+    result["grad"] = grads
+    if name == "repco":
+        result["queue"] = model.queue.queue.clone()
+    return result
+
+
 def run_all_cases(inputs: dict[str, torch.Tensor], rank: int, world_size: int) -> dict[str, dict[str, torch.Tensor]]:
     """Every case on this rank's slice (``rank=0, world_size=1``: the whole batch)."""
     local = {name: local_slice(tensor, rank, world_size) for name, tensor in inputs.items()}
-    return {
+    results = {
         "info_nce": case_info_nce(local["queries"], local["keys"], world_size),
         "patchmix": case_patchmix(local["queries"], local["keys"], local["mixed_queries"], local["mixed_keys"]),
         "clsa": case_clsa(local["clsa_key"], local["clsa_weak"], local["clsa_strong"]),
         "mulan": case_mulan(local["mulan_global"], local["mulan_cutout"]),
     }
+    for name in WHOLE_MODEL_METHODS:
+        results[name] = case_method(name, local, world_size)
+    return results
 
 
 def worker(rank: int, world_size: int, init_method: str, out_dir: str) -> None:

@@ -353,7 +353,7 @@ def test_trainer__a_batch_of_only_bad_images_trains_a_zero_step_and_is_counted(t
         trainer.train()
     assert trainer.state.global_step == 2 and (trainer.images_seen, trainer.images_skipped) == (8, 4)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    assert losses[0] == 0.0 and losses[1] > 0.0
+    assert losses[0] == 0.0 and losses[1] != 0.0  # SimSiam: -cos, a real step is any non-zero value
 
 
 @pytest.mark.parametrize("feature", ["array3d", "array2d"])

@@ -142,6 +142,26 @@ def test_mulan_mocov3__mean_of_rank_losses_equals_single_process_loss(two_proces
     assert not torch.allclose(per_rank[0], per_rank[1], atol=1e-4)  # the halves really differ
 
 
+# -- (e) whole models: APS, BYOL, SimSiam, MoCo v3, RepCo --------------------------------------
+
+
+@pytest.mark.parametrize("method", workers.WHOLE_MODEL_METHODS)
+def test_whole_model__two_processes_equal_one_process_with_the_doubled_batch(two_process_results, single_process_results, method):
+    expected = single_process_results[method]
+    terms = sorted(key for key in expected if key == "loss" or key.endswith("_loss"))
+    assert "loss" in terms, terms
+    for term in terms:
+        # The Trainer logs each term averaged over processes, as it does the loss.
+        assert torch.allclose(_rank_mean(two_process_results, method, term), expected[term], atol=ATOL, rtol=0), term
+    # The parameter update: DDP's averaged gradient equals the single-process gradient.
+    rank0, rank1 = (r[method]["grad"] for r in two_process_results)
+    assert torch.equal(rank0, rank1)
+    assert expected["grad"].abs().max() > 1e-4
+    assert torch.allclose(rank0, expected["grad"], atol=ATOL, rtol=1e-4), (rank0 - expected["grad"]).abs().max()
+    if method == "repco":
+        assert torch.allclose(two_process_results[0][method]["queue"], expected["queue"], atol=ATOL, rtol=0)
+
+
 # -- torchrun smoke ---------------------------------------------------------------------------
 
 
