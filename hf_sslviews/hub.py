@@ -348,7 +348,7 @@ License: Apache-2.0.
 
 def render_pretraining_card(config: dict, repo_id: str, backbone_repo_id: str, run_args: dict, results: dict) -> ModelCard:
     """The card of a full pretraining checkpoint repo: what it is, that it needs ``import hf_sslviews``."""
-    from .model_card import METHOD_TITLES, dataset_reference, knn_eval_results
+    from .model_card import dataset_reference, knn_eval_results, method_title
     from .recipes import get_recipe
 
     method = str(config["model_type"]).removeprefix("sslviews_")
@@ -381,7 +381,7 @@ def render_pretraining_card(config: dict, repo_id: str, backbone_repo_id: str, r
         backbone_repo_id=backbone_repo_id,
         backbone=config.get("backbone"),
         method=method,
-        method_title=METHOD_TITLES.get(method, method),
+        method_title=method_title(method),
         model_type=config["model_type"],
         model_class=(config.get("architectures") or ["the method's ForPreTraining model"])[0],
         knn=knn,

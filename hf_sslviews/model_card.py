@@ -11,16 +11,12 @@ import jinja2
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-METHOD_TITLES = {
-    "aps": "APS (Asymmetric Patch Sampling)",
-    "patchmix": "PatchMix",
-    "clsa": "CLSA (Contrastive Learning with Stronger Augmentations)",
-    "repco": "RepCo (reconstruction)",
-    "mulan": "MULAN (multi-task asymmetric Siamese SSL)",
-    "mocov3": "MoCo v3",
-    "byol": "BYOL",
-    "simsiam": "SimSiam",
-}
+def method_title(method: str) -> str:
+    """The method's title as its recipe spells it (``"MoCo v3"``), else its ``--method`` name."""
+    from .recipes import RECIPES
+
+    recipe = RECIPES.get(method)
+    return recipe.title if recipe is not None and recipe.title else method
 
 
 def method_section(method: str, config=None) -> str:
@@ -116,7 +112,7 @@ def render_model_card(
         model_name=repo_id.split("/")[-1],
         repo_id=repo_id,
         backbone=config.backbone,
-        method_title=METHOD_TITLES.get(method, method),
+        method_title=method_title(method),
         num_features=model.backbone.num_features,
         image_size=config.image_size,
         image_mean=[round(v, 4) for v in config.image_mean],

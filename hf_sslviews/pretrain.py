@@ -153,8 +153,7 @@ def run_pretraining(model_args: ModelArguments, data_args: DataArguments, eval_a
         data = {key: getattr(data_args, key) for key in ("dataset_name", "dataset_config_name", "train_dir", "train_split", "max_train_samples")}
         prepare_output_dir(training_args.output_dir, run_identity(recipe.name, model.config, data), resume=bool(resume), overwrite=training_args.overwrite_output_dir)
 
-    callbacks = recipe.callbacks(model.config, training_args) if recipe.callbacks else None
-    trainer = SSLTrainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset, data_collator=ViewCollator(), callbacks=callbacks)
+    trainer = SSLTrainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset, data_collator=ViewCollator())
     monitor = None
     if eval_args.knn_monitor_steps or eval_args.knn_monitor_epoch_end:
         monitor = _add_knn_monitor(trainer, data_args, eval_args)

@@ -39,6 +39,19 @@ def find_preset(name: str) -> tuple[MethodRecipe, Preset]:
     raise ValueError(f"unknown preset {name!r}; choose one of {names} (--preset)")
 
 
-from . import aps, byol, clsa, mocov3, mulan, patchmix, repco, simsiam  # noqa: E402, F401  (each module registers itself)
+def _discover() -> None:
+    """Import every module of this package: each method module registers itself.
+
+    No hand-kept list: a ninth method is its module here (and its ``modeling/<m>/`` folder,
+    its card and its tests).
+    """
+    import importlib
+    import pkgutil
+
+    for module in sorted(info.name for info in pkgutil.iter_modules(__path__)):
+        importlib.import_module(f"{__name__}.{module}")
+
+
+_discover()
 
 __all__ = ["RECIPES", "MethodRecipe", "Preset", "find_preset", "get_recipe", "register_recipe"]

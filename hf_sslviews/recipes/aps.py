@@ -27,15 +27,6 @@ CITATION = """@article{shen2025aps,
   archivePrefix={arXiv}
 }"""
 
-MODEL_CARD_NOTES = """\
-Pretrained with APS (Asymmetric Patch Sampling): view 1 keeps a sparse random quarter of its
-patches, view 2 the patches that overlap view 1's least; each loaded batch is used for K
-optimizer steps, one per chunk of view-1 patches. The paper presets follow the official code: no qkv
-bias, no position embedding on CLS, bilinear crop resizing, weight decay on every parameter,
-SyncBatchNorm under multi-GPU DDP (the CPU presets keep timm's defaults). Choices of this
-library: flips are tracked in the patch geometry (`track_flips=False` reproduces the original
-code, which ignores them); the paper evaluates by fine-tuning, this library reports kNN and
-linear probes."""
 
 
 def backbone_patch_size(config) -> int:
@@ -125,11 +116,11 @@ def _imagenet_training(learning_rate: float) -> dict[str, Any]:
 register_recipe(
     MethodRecipe(
         name="aps",
+        title="APS (Asymmetric Patch Sampling)",
         config_class=APSConfig,
         model_class=APSForPreTraining,
         build_views=build_aps_views,
         citation=CITATION,
-        model_card_notes=MODEL_CARD_NOTES,
         presets={
             "aps_tiny": Preset(
                 "CPU default: 4-block ViT-Tiny, 32 px, patch 4 (8x8 grid, 16 of 64 tokens per view), K=4, 5 epochs on the embedded sample (3 minutes on 2 cores).",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from ..views.base import ViewTransform
 
@@ -32,16 +32,15 @@ class MethodRecipe:
 
     Attributes:
         name: the ``--method`` value.
+        title: the method's name as people write it (model cards, logs): ``"MoCo v3"``.
         config_class: the ``<M>Config``.
         model_class: the ``<M>ForPreTraining``.
         build_views: ``(config, image_column, **view_kwargs) -> ViewTransform`` whose output keys
             are the model's ``forward`` arguments.
         presets: preset name -> :class:`Preset`; the first one is the small CPU default.
         citation: BibTeX of the paper (for model cards).
-        callbacks: optional ``(config, training_args) -> list[TrainerCallback]`` of extra
-            method-specific callbacks for :class:`~hf_sslviews.trainer.SSLTrainer`.
-        model_card_notes: method-specific text for the model card (what is reconstructed, which
-            choices are this library's own).
+
+    The model card's method section is ``model_cards/<name>.md``.
     """
 
     name: str
@@ -50,8 +49,7 @@ class MethodRecipe:
     build_views: Callable[..., ViewTransform]
     presets: dict[str, Preset]
     citation: str = ""
-    callbacks: Optional[Callable[..., list]] = None
-    model_card_notes: str = ""
+    title: str = ""
 
     @property
     def default_preset(self) -> str:

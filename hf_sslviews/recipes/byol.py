@@ -15,6 +15,7 @@ CITATION = """@inproceedings{grill2020byol,
 register_recipe(
     MethodRecipe(
         name="byol",
+        title="BYOL",
         config_class=BYOLConfig,
         model_class=BYOLForPreTraining,
         build_views=build_two_views,

@@ -35,6 +35,7 @@ IMAGENET_R50 = dict(backbone="resnet50", backbone_kwargs={}, image_size=224, pro
 register_recipe(
     MethodRecipe(
         name="clsa",
+        title="CLSA (Contrastive Learning with Stronger Augmentations)",
         config_class=CLSAConfig,
         model_class=CLSAForPreTraining,
         build_views=build_clsa_views,
@@ -70,9 +71,5 @@ register_recipe(
                 training=MOCOV2_IMAGENET_TRAINING,
             ),
         },
-        model_card_notes=(
-            "CLSA = MoCo v2 (queue of 65536 keys, momentum 0.999) plus the distribution divergence "
-            "minimisation (DDM) loss between strongly (RandAugment) and weakly augmented views."
-        ),
     )
 )

@@ -15,6 +15,7 @@ CITATION = """@inproceedings{chen2021mocov3,
 register_recipe(
     MethodRecipe(
         name="mocov3",
+        title="MoCo v3",
         config_class=MoCoV3Config,
         model_class=MoCoV3ForPreTraining,
         build_views=build_two_views,

@@ -106,23 +106,15 @@ ADAMW_VIT = dict(
 ADAMW_CIFAR = dict(ADAMW_VIT, num_train_epochs=800, per_device_train_batch_size=256, learning_rate=5e-4, warmup_steps=0.01)
 CIFAR_VIT_SMALL_DP = dict(CIFAR_VIT_SMALL, backbone_kwargs={**CIFAR_VIT_SMALL["backbone_kwargs"], "drop_path_rate": 0.1})
 
-MODEL_CARD_NOTES = """MULAN gives each view type (global, local, cutout) its own predictor on top of BYOL,
-SimSiam or MoCo v3. Targets are only the two global views through the target network (EMA for
-BYOL / MoCo v3, the online network under stop-gradient for SimSiam). Choices of this library
-[ours]: each view type goes through the backbone in one batched forward, the projector and
-predictors run per view (their BatchNorm sees B images of one view); cutout views use blur
-p=0.5 and no solarisation; 32 px presets put locals at 16 px. As the official code: ViT presets
-use a 3-layer projector 4096-4096-256, the SimSiam target is the network without drop-path, and
-the SimSiam ResNet-50 recipe is SGD with constant-lr predictors."""
 
 register_recipe(
     MethodRecipe(
         name="mulan",
+        title="MULAN (multi-task asymmetric Siamese SSL)",
         config_class=MulanConfig,
         model_class=MulanForPreTraining,
         build_views=build_mulan_views,
         citation=CITATION,
-        model_card_notes=MODEL_CARD_NOTES,
         presets={
             "mulan_tiny": Preset(
                 "CPU smoke recipe: MULAN-BYOL, 4-block ViT-Tiny, 2 globals at 32 px + 2 locals at 16 px + 1 cutout, small heads, 2 epochs on the embedded sample.",

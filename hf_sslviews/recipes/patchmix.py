@@ -120,23 +120,16 @@ PRESETS = {
     ),
 }
 
-MODEL_CARD_NOTES = (
-    "PatchMix mixes the patches of m=2 images into one image at unchanged positions and trains with soft "
-    "targets (identity with smoothing 0.1, mix->origin, mix->mix) over the gathered batch; local crops add the "
-    "identity term and 1.0 x mix->origin per global key, with no local mix->mix, as the official code. The "
-    "ViT-S presets use 12 attention heads (official) and SyncBatchNorm under multi-GPU DDP. The export is the "
-    "ViT backbone; its feature is the CLS token."
-)
 
 RECIPE = register_recipe(
     MethodRecipe(
         name="patchmix",
+        title="PatchMix",
         config_class=PatchMixConfig,
         model_class=PatchMixForPreTraining,
         build_views=build_patchmix_views,
         presets=PRESETS,
         citation=CITATION,
-        model_card_notes=MODEL_CARD_NOTES,
     )
 )
 

@@ -48,6 +48,7 @@ R50 = dict(backbone="resnet50", backbone_kwargs={}, image_size=224, projector_hi
 register_recipe(
     MethodRecipe(
         name="repco",
+        title="RepCo (reconstruction)",
         config_class=RepCoConfig,
         model_class=RepCoForPreTraining,
         build_views=build_mocov2_views,
@@ -89,13 +90,5 @@ register_recipe(
                 training=dict(MOCOV2_IMAGENET_TRAINING, num_train_epochs=800),
             ),
         },
-        model_card_notes=(
-            "**RepCo here is a reconstruction.** The paper's code and method text are not public; "
-            "this library rebuilt it from the abstract: MoCo v2 (queue 65536, tau 0.2, momentum 0.999) "
-            "plus a dense head over the backbone's final feature grid and a multi-positive patch "
-            "InfoNCE whose positives are the most similar cells at grid distance >= 2 and whose "
-            "negatives are adjacent cells with cosine similarity below 0.5, chosen on the momentum "
-            "encoder's features of the same view; weight mu = 1. Every choice is a RepCoConfig field."
-        ),
     )
 )

@@ -15,6 +15,7 @@ CITATION = """@inproceedings{chen2021simsiam,
 register_recipe(
     MethodRecipe(
         name="simsiam",
+        title="SimSiam",
         config_class=SimSiamConfig,
         model_class=SimSiamForPreTraining,
         build_views=build_two_views,

@@ -1,0 +1,17 @@
+"""Package discovery only; everything else is in pyproject.toml.
+
+``modeling/`` sits at the top level (transformers' layout) but installs as
+``hf_sslviews.modeling`` (``package-dir`` in pyproject.toml). The package list is found from the
+folders, not kept by hand: a new ``modeling/<method>/`` or ``hf_sslviews/<part>/`` is installed
+without touching this file.
+"""
+
+from setuptools import find_packages, setup
+
+packages = (
+    ["hf_sslviews", "hf_sslviews.modeling", "hf_sslviews.model_cards"]
+    + [f"hf_sslviews.{name}" for name in find_packages("hf_sslviews")]
+    + [f"hf_sslviews.modeling.{name}" for name in find_packages("modeling")]
+)
+
+setup(packages=packages)
