@@ -217,6 +217,7 @@ def worker(rank: int, world_size: int, init_method: str, out_dir: str) -> None:
         results = run_all_cases(make_inputs(), rank, world_size)
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
         dist.barrier()
+        (Path(out_dir) / f"rank{rank}.done").touch()  # every rank has written its results
     finally:
         dist.destroy_process_group()
 

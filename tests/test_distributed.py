@@ -44,7 +44,14 @@ def two_process_results(tmp_path_factory):
     try:
         # A file rendezvous: no port to race other processes for.
         rendezvous = f"file://{out_dir / 'rendezvous'}"
-        torch.multiprocessing.spawn(workers.worker, args=(WORLD_SIZE, rendezvous, str(out_dir)), nprocs=WORLD_SIZE, join=True)
+        try:
+            torch.multiprocessing.spawn(workers.worker, args=(WORLD_SIZE, rendezvous, str(out_dir)), nprocs=WORLD_SIZE, join=True)
+        except torch.multiprocessing.ProcessExitedException:
+            # gloo's teardown aborts a process now and then ("terminate called without an active
+            # exception") after everything is done. The results count when every rank wrote its
+            # file and passed the barrier that follows (the "done" marker); anything else fails.
+            if not all((out_dir / f"rank{rank}.done").exists() for rank in range(WORLD_SIZE)):
+                raise
     finally:
         if old is None:
             os.environ.pop("OMP_NUM_THREADS", None)
@@ -159,7 +166,14 @@ def test_whole_model__two_processes_equal_one_process_with_the_doubled_batch(two
     assert expected["grad"].abs().max() > 1e-4
     assert torch.allclose(rank0, expected["grad"], atol=ATOL, rtol=1e-4), (rank0 - expected["grad"]).abs().max()
     if method == "repco":
-        assert torch.allclose(two_process_results[0][method]["queue"], expected["queue"], atol=ATOL, rtol=0)
+        # The same keys, in another order: RepCo enqueues both views' keys, gathered per process
+        # ([rank 0: view 1, view 2], [rank 1: ...]) where one process writes [view 1, view 2];
+        # the order of negatives does not enter the loss. Match rows one to one.
+        got, want = two_process_results[0][method]["queue"], expected["queue"]
+        distances = torch.cdist(got, want, compute_mode="donot_use_mm_for_euclid_dist")
+        assert distances.min(dim=1).values.max() < ATOL * 10
+        assert distances.argmin(dim=1).unique().numel() == want.shape[0]
+        assert torch.equal(two_process_results[0][method]["queue"], two_process_results[1][method]["queue"])
 
 
 # -- torchrun smoke ---------------------------------------------------------------------------
