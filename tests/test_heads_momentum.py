@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -48,3 +49,28 @@ def test_ema_update__interpolates_params_and_copies_buffers():
     assert torch.allclose(target.running_mean, torch.full((3,), 5.0))
     ema_update(target, online, 1.0)
     assert torch.allclose(target.weight, torch.full((3,), 0.1))
+
+
+def test_ema_update__refuses_target_and_online_wrapped_differently():
+    # What FSDP / compile / DDP on one side only would look like: the same weights under other
+    # names, or flattened into one tensor. Pairing by position would average unrelated tensors.
+    torch.manual_seed(0)
+    online = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
+    target = copy.deepcopy(online)
+    wrapped = nn.ModuleDict({"_fsdp_wrapped_module": copy.deepcopy(online)})
+    with pytest.raises(ValueError, match=r"different parameter lists .* first difference \('0.weight', '_fsdp_wrapped_module.0.weight'\)"):
+        ema_update(target, wrapped, 0.9)
+
+    class Flat(nn.Module):  # one flat parameter holding every weight, as FSDP1's FlatParameter
+        def __init__(self, module):
+            super().__init__()
+            self.flat = nn.Parameter(torch.cat([p.detach().flatten() for p in module.parameters()]))
+
+    with pytest.raises(ValueError, match=r"different parameter lists \(4 vs 1 parameters"):
+        ema_update(target, Flat(online), 0.9)
+    other = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 5))
+    with pytest.raises(ValueError, match=r"parameter '1.weight' differ in shape \(\(2, 3\) vs \(5, 3\)\)"):
+        ema_update(target, other, 0.9)
+    before = [p.clone() for p in target.parameters()]
+    ema_update(target, online, 0.9)  # the same structure: no error, and the update happens
+    assert all(torch.allclose(t, 0.9 * b + 0.1 * o) for t, b, o in zip(target.parameters(), before, online.parameters()))

@@ -28,10 +28,22 @@ def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
     BatchNorm running statistics are copied rather than averaged (as MoCo and BYOL do: the
     target net's statistics then follow the data, not an average of old statistics).
     """
-    target_params = [p for p in target.parameters()]
-    online_params = [p for p in online.parameters()]
-    if len(target_params) != len(online_params):
-        raise ValueError("target and online modules have different parameter lists")
+    target_named = list(target.named_parameters())
+    online_named = list(online.named_parameters())
+    # Pairs are made by position, so both sides must list the same names and shapes: a wrapper
+    # on one side only (FSDP's flat parameters, a compiled or DDP-wrapped online module) would
+    # otherwise average unrelated tensors, or raise a bare shape error.
+    if [n for n, _ in target_named] != [n for n, _ in online_named]:
+        mismatch = next(((a, b) for (a, _), (b, _) in zip(target_named, online_named) if a != b), None)
+        raise ValueError(
+            f"target and online modules have different parameter lists ({len(target_named)} vs {len(online_named)} "
+            f"parameters, first difference {mismatch}): wrap, shard or compile both the same way, or neither"
+        )
+    for (name, t), (_, o) in zip(target_named, online_named):
+        if t.shape != o.shape:
+            raise ValueError(f"target and online parameter {name!r} differ in shape ({tuple(t.shape)} vs {tuple(o.shape)}): shard both the same way")
+    target_params = [p for _, p in target_named]
+    online_params = [p for _, p in online_named]
     torch._foreach_lerp_(target_params, online_params, 1.0 - momentum)
     for t_buf, o_buf in zip(target.buffers(), online.buffers()):
         t_buf.copy_(o_buf)
