@@ -26,36 +26,14 @@ from typing import Any, Callable
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
+from .atomic import fsync_tree, replace_dir
+
 STAGING_SUFFIX = ".tmp"
 
 
 def staging_dir(run_dir: str | os.PathLike, step: int) -> Path:
     """``<run_dir>/.checkpoint-<step>.tmp``: where checkpoint ``step`` is written before its rename."""
     return Path(run_dir) / f".{PREFIX_CHECKPOINT_DIR}-{step}{STAGING_SUFFIX}"
-
-
-def _fsync_tree(folder: Path) -> None:
-    for path in folder.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _replace_dir(source: Path, target: Path) -> None:
-    """Rename ``source`` to ``target``; an existing ``target`` (the same step saved again) is replaced."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old{STAGING_SUFFIX}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-    os.replace(source, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def save_checkpoint_atomically(trainer, save_checkpoint: Callable[[Any, Any], None], model, trial) -> Path:
@@ -93,8 +71,8 @@ def save_checkpoint_atomically(trainer, save_checkpoint: Callable[[Any, Any], No
         wait()  # every process has written its files (RNG states) before the rename
         _fix_staged_paths(trainer, staged, final, write=args.should_save)
         if args.should_save:
-            _fsync_tree(staged)
-            _replace_dir(staged, final)
+            fsync_tree(staged)
+            replace_dir(staged, final)
             shutil.rmtree(staging, ignore_errors=True)
             # The rotation the stock method ran inside the staging folder, now on the real one:
             # the checkpoint just renamed is the newest, so it is never the one deleted.

@@ -6,7 +6,7 @@ import math
 
 from transformers import TrainerCallback
 
-from .modeling.common.momentum import cosine_momentum
+from .modeling.common.momentum import cosine_momentum, cosine_schedule
 
 
 class MomentumCallback(TrainerCallback):
@@ -34,14 +34,6 @@ class MomentumCallback(TrainerCallback):
         model.update_momentum(momentum)
         self.num_updates += 1
         self.last_momentum = momentum
-
-
-def cosine_schedule(step: int, total_steps: int, start: float, end: float) -> float:
-    """``end + (start - end) * (1 + cos(pi * step / total)) / 2``: ``start`` at 0, ``end`` at the last step."""
-    if total_steps <= 0:
-        return start
-    progress = min(max(step / total_steps, 0.0), 1.0)
-    return end + (start - end) * (1 + math.cos(math.pi * progress)) / 2
 
 
 class WeightDecayScheduleCallback(TrainerCallback):

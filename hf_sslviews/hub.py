@@ -115,10 +115,10 @@ def _backbone_files_and_card(output_dir: Path, repo_id: Optional[str]) -> tuple[
     if card_text is not None and (repo_id is None or card_repo_id(ModelCard(card_text)) == repo_id):
         return files, card_text
     if full_model:
-        from transformers import AutoModelForPreTraining
+        from .loading import load_pretraining_model
 
         # The card's numbers come from the run's files; re-rendering keeps them and changes the id.
-        model = AutoModelForPreTraining.from_pretrained(run_dir)
+        model = load_pretraining_model(run_dir)
         target = repo_id or (card_repo_id(ModelCard(card_text)) if card_text else None) or default_repo_id(model.config)
         return files, str(render_run_card(model, run_dir, target, existing_card=card_text))
     if card_text is None:
@@ -521,18 +521,18 @@ def export_run_backbone(model_name_or_path: str | os.PathLike, output_dir: Optio
         repo_id: the repo id the card names; default: the id of the card already in ``output_dir``,
             else ``<method>-<backbone>``.
     """
-    from transformers import AutoModelForPreTraining
-
     import hf_sslviews  # noqa: F401  (registers the sslviews_* model types)
 
     from .export import export_backbone
+    from .loading import load_pretraining_model
 
     source = Path(model_name_or_path)
     output_dir = Path(output_dir) if output_dir is not None else source / "backbone"
     _check_not_inside(output_dir, source)
     if not _is_pretraining_folder(source):
         raise FileNotFoundError(f"{source} holds no hf_sslviews pretraining model (config.json with an sslviews_* model_type)")
-    model = AutoModelForPreTraining.from_pretrained(source).eval()
+    # Strict: an edited config.json or weights missing a part would export a partly random backbone.
+    model = load_pretraining_model(source).eval()
     existing = (output_dir / "README.md").read_text() if (output_dir / "README.md").is_file() else None
     repo_id = repo_id or (card_repo_id(ModelCard(existing)) if existing else None) or default_repo_id(model.config)
     # A card in a backbone folder elsewhere may describe another run: keep its budget line only when it is this run's.

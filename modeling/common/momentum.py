@@ -10,15 +10,25 @@ import torch
 from torch import nn
 
 
+def cosine_schedule(step: int, total_steps: int, start: float, end: float) -> float:
+    """``end + (start - end) * (1 + cos(pi * step / total)) / 2``: ``start`` at step 0, ``end`` at the last.
+
+    The one cosine of the project: EMA momentum (BYOL 0.996 -> 1) and weight decay (DINO /
+    PatchMix 0.04 -> 0.4) both follow it, per optimizer step. Clamped outside ``[0, total]``;
+    constant ``start`` without steps.
+    """
+    if total_steps <= 0:
+        return start
+    progress = min(max(step / total_steps, 0.0), 1.0)
+    return end + (start - end) * (1 + math.cos(math.pi * progress)) / 2
+
+
 def cosine_momentum(step: int, total_steps: int, base: float, final: float = 1.0) -> float:
-    """BYOL's schedule ``m = final - (final - base) * (1 + cos(pi * step / total)) / 2``.
+    """BYOL's momentum schedule ``m = final - (final - base) * (1 + cos(pi * step / total)) / 2``.
 
     ``base`` at step 0, ``final`` at the last step; constant ``base`` when ``final == base``.
     """
-    if total_steps <= 0:
-        return base
-    progress = min(max(step / total_steps, 0.0), 1.0)
-    return final - (final - base) * (1 + math.cos(math.pi * progress)) / 2
+    return cosine_schedule(step, total_steps, base, final)
 
 
 @torch.no_grad()
