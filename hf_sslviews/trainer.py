@@ -12,24 +12,20 @@ from __future__ import annotations
 import logging
 import math
 import os
-import random
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 import torch
-from transformers import PreTrainedModel, Trainer, TrainingArguments
-from transformers.trainer_pt_utils import set_rng_state_for_device
+from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from .callbacks import MomentumCallback, ViewEpochCallback, WeightDecayScheduleCallback
-from .atomic import write_text_atomic
 from .atomic_checkpoints import save_checkpoint_atomically
-from .checkpoint_io import check_resumable, has_state, load_state, save_state
+from .checkpoint_io import check_resumable
 from .views.base import ViewTransform
 from .chunk_steps import ChunkRepeatingLoader
 from .collator import batch_rows, keep_first_rows
+from .trainer_files import SafetensorsStateMixin
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +174,7 @@ class BadImageFractionError(RuntimeError):
     """Too many images of the dataset could not be decoded."""
 
 
-class SSLTrainer(Trainer):
+class SSLTrainer(SafetensorsStateMixin, Trainer):
     """``Trainer`` for ``<Method>ForPreTraining`` models fed by a view transform.
 
     Adds a :class:`~hf_sslviews.callbacks.MomentumCallback` when the model has a target network.
@@ -375,60 +371,6 @@ class SSLTrainer(Trainer):
             )
         return result
 
-    # -- files: safetensors and JSON only ---------------------------------------------------
-    def _save(self, output_dir: Optional[str] = None, state_dict: Optional[dict] = None) -> None:
-        """The model with ``save_pretrained`` (safetensors) and the arguments as JSON.
-
-        The stock method pickles ``TrainingArguments`` into ``training_args.bin``.
-        """
-        if not isinstance(self.model, PreTrainedModel) or self.is_distributed_loading_by_transformers:
-            super()._save(output_dir, state_dict)
-            _replace_pickled_arguments(output_dir or self.args.output_dir, self.args)
-            return
-        if not self.args.should_save:
-            return
-        output_dir = output_dir or self.args.output_dir
-        os.makedirs(output_dir, exist_ok=True)
-        self.model.save_pretrained(output_dir, state_dict=state_dict, is_main_process=True)
-        write_text_atomic(Path(output_dir) / "training_args.json", self.args.to_json_string())
-
-    def _plain_state_files(self) -> bool:
-        # Sharded optimizers (FSDP, DeepSpeed) keep their own checkpoint formats.
-        return not (self.is_deepspeed_enabled or self.is_fsdp_enabled)
-
-    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
-        if not self._plain_state_files():
-            return super()._save_optimizer_and_scheduler(output_dir)
-        if self.args.should_save:
-            save_state(self.optimizer.state_dict(), output_dir, "optimizer")
-            save_state(self.lr_scheduler.state_dict(), output_dir, "scheduler")
-
-    def _load_optimizer_and_scheduler(self, checkpoint: Optional[str]) -> None:
-        if checkpoint is None or not has_state(checkpoint, "optimizer"):
-            return super()._load_optimizer_and_scheduler(checkpoint)
-        self.optimizer.load_state_dict(load_state(checkpoint, "optimizer", device=self.args.device))
-        self.lr_scheduler.load_state_dict(load_state(checkpoint, "scheduler"))
-
-    def _rng_state_name(self) -> str:
-        return "rng_state" if self.args.world_size <= 1 else f"rng_state_{self.args.process_index}"
-
-    def _save_rng_state(self, output_dir: str) -> None:
-        state = {"python": random.getstate(), "numpy": np.random.get_state(), "cpu": torch.random.get_rng_state()}
-        if torch.cuda.is_available():
-            distributed = self.args.parallel_mode.value == "distributed"
-            state["cuda"] = torch.cuda.random.get_rng_state_all() if distributed else torch.cuda.random.get_rng_state()
-        save_state(state, output_dir, self._rng_state_name())
-
-    def _load_rng_state(self, checkpoint: Optional[str]) -> None:
-        if checkpoint is None or not has_state(checkpoint, self._rng_state_name()):
-            return super()._load_rng_state(checkpoint)
-        state = load_state(checkpoint, self._rng_state_name())
-        random.setstate(state["python"])
-        np.random.set_state(state["numpy"])
-        torch.random.set_rng_state(state["cpu"])
-        if torch.cuda.is_available() and "cuda" in state:
-            set_rng_state_for_device("CUDA", torch.cuda, state, self.args.parallel_mode.value == "distributed")
-
     # -- optimizer ------------------------------------------------------------------------
     def get_decay_parameter_names(self, model) -> list[str]:
         """No weight decay on biases, norm weights and timm's ``no_weight_decay()`` tensors.
@@ -548,14 +490,6 @@ def convert_sync_batchnorm(model: torch.nn.Module, args: "SSLTrainingArguments")
 def _constant_factor(step: int) -> float:
     """The learning-rate factor of a group held at its initial rate (module level: picklable by LambdaLR.state_dict)."""
     return 1.0
-
-
-def _replace_pickled_arguments(output_dir: str, args: TrainingArguments) -> None:
-    pickled = Path(output_dir) / "training_args.bin"
-    if pickled.exists():
-        pickled.unlink()
-    if Path(output_dir).is_dir():
-        write_text_atomic(Path(output_dir) / "training_args.json", args.to_json_string())
 
 
 def _view_transform_of(dataset) -> Optional[ViewTransform]:
