@@ -7,6 +7,6 @@ Importing the package registers every method's config and model with ``AutoConfi
 
 __version__ = "0.1.0"
 
-from .recipes import RECIPES, find_preset, get_recipe  # noqa: E402  (registers the Auto classes)
+from .methods import RECIPES, find_preset, get_recipe  # noqa: E402  (registers the Auto classes)
 
 __all__ = ["RECIPES", "__version__", "find_preset", "get_recipe"]

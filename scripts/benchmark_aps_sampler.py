@@ -21,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from hf_sslviews.benchmarking import machine_info, random_images, write_report
+from benchmark_harness import machine_info, random_images, write_report
 from PIL import Image
 
 from hf_sslviews.views.aps import APSViewTransform, patch_coverage, selective_patch_indices, sparse_patch_chunks

@@ -24,13 +24,13 @@ import time
 import numpy as np
 import torch
 
-from hf_sslviews.benchmarking import machine_info, write_report
+from benchmark_harness import machine_info, write_report
 from PIL import Image
 
 from hf_sslviews.modeling.clsa import CLSAConfig, CLSAForPreTraining
 from hf_sslviews.modeling.mocov3 import MoCoV3Config, MoCoV3ForPreTraining
 from hf_sslviews.views.augment import ViewAugmentation
-from hf_sslviews.views.base import pil_to_uint8_tensor
+from hf_sslviews.views.decode import pil_to_uint8_tensor
 from hf_sslviews.views.clsa import CLSA_PRESETS, CLSAViewTransform
 
 SIZES = {96: (0.086, 0.429), 224: (0.2, 1.0)}

@@ -36,7 +36,7 @@ import subprocess
 import sys
 import time
 
-from hf_sslviews.benchmarking import machine_info, random_images, write_report
+from benchmark_harness import machine_info, random_images, write_report
 
 VIEW_CONFIGS = {
     "2 globals": dict(n_local=0, n_cutout=0),
@@ -55,7 +55,7 @@ def build_step(name: str, batch_size: int):
     import torch
 
     from hf_sslviews.modeling.mulan import MulanConfig, MulanForPreTraining
-    from hf_sslviews.recipes.two_view import TINY_BACKBONE
+    from hf_sslviews.methods.two_view import TINY_BACKBONE
 
     torch.manual_seed(0)
     counts = VIEW_CONFIGS[name]

@@ -34,7 +34,7 @@ import sys
 import time
 from pathlib import Path
 
-from hf_sslviews.benchmarking import machine_info, random_images, write_report
+from benchmark_harness import machine_info, random_images, write_report
 
 VARIANTS = ("mocov3", "patchmix", "patchmix_no_momentum")
 
@@ -74,7 +74,7 @@ def _build(variant: str):
 
     from hf_sslviews.modeling.mocov3 import MoCoV3Config, MoCoV3ForPreTraining
     from hf_sslviews.modeling.patchmix import PatchMixConfig, PatchMixForPreTraining
-    from hf_sslviews.recipes.two_view import TINY_BACKBONE
+    from hf_sslviews.methods.two_view import TINY_BACKBONE
 
     torch.manual_seed(0)
     heads = dict(projector_hidden_dim=512, projector_dim=128)

@@ -102,10 +102,10 @@ def _images(source: str, count: int):
     """A ``datasets.Dataset`` with an ``image`` column of RGB PIL images."""
     import datasets
 
-    from hf_sslviews.benchmarking import random_images
+    from benchmark_harness import random_images
 
     if source == "sample":
-        from hf_sslviews.data import load_image_dataset
+        from hf_sslviews.data.sources import load_image_dataset
 
         dataset = load_image_dataset("sample")
         return dataset.select(range(min(count, len(dataset))))
@@ -165,7 +165,7 @@ def bench_data(args) -> list[dict]:
     import torch
     from torch.utils.data import DataLoader
 
-    from hf_sslviews.collator import ViewCollator
+    from hf_sslviews.data.collator import ViewCollator
 
     images = _images(args.images, args.batch * (args.data_batches + 1))
     rows = []
@@ -376,7 +376,7 @@ def training_batch(method: str, batch_size: int, size: int, device: str, source:
     """The same view tensors for both libraries, made by our transforms (real augmented views)."""
     import torch
 
-    from hf_sslviews.benchmarking import collated_views
+    from benchmark_harness import collated_views
     from hf_sslviews.views import MultiTaskViewTransform, two_view_transform
 
     torch.manual_seed(0)

@@ -225,7 +225,7 @@ def pretrain_command(suite: Suite, arm: Arm, seed: int, out: Path, monitor_steps
 
 
 def preset_max_steps(preset: str) -> Optional[int]:
-    from hf_sslviews.recipes import find_preset
+    from hf_sslviews.methods import find_preset
 
     _, found = find_preset(preset)
     steps = found.training.get("max_steps")
@@ -245,7 +245,7 @@ class Scorer:
     """Loads the labelled splits once and scores features: weighted kNN and a linear probe."""
 
     def __init__(self, dataset: str, train_split: str, test_split: str):
-        from hf_sslviews.data import load_image_dataset
+        from hf_sslviews.data.sources import load_image_dataset
 
         self.splits = {name: load_image_dataset(dataset_name=dataset, split=split, label_column="label") for name, split in (("train", train_split), ("test", test_split))}
         self._pixels: dict = {}
@@ -265,7 +265,7 @@ class Scorer:
         """``extract_features`` of each split, on pixels transformed once for all runs (the same numbers, minutes faster)."""
         import torch
 
-        from hf_sslviews.evaluation.knn import embed
+        from hf_sslviews.evaluation.features import embed
 
         model.eval()
         out = {}
@@ -295,7 +295,7 @@ class Scorer:
         return scores
 
     def backbone(self, backbone_dir: Path, random_init: bool = False, seed: int = 0, limits: Optional[dict] = None, linear: bool = True) -> dict:
-        from hf_sslviews.evaluation.knn import eval_transform_for, load_backbone
+        from hf_sslviews.evaluation.features import eval_transform_for, load_backbone
 
         model = load_backbone(str(backbone_dir), random_init=random_init, seed=seed)
         return self.score(self.features(model, eval_transform_for(str(backbone_dir)), limits), linear=linear)
@@ -326,7 +326,7 @@ def random_init_floor(report: dict, scorer: Scorer, backbone_dir: Path, seed: in
     floors = report["floors"].setdefault("random_init", {}).setdefault(key, {})
     if str(seed) in floors:
         return
-    from hf_sslviews.evaluation.knn import eval_transform_for, load_backbone
+    from hf_sslviews.evaluation.features import eval_transform_for, load_backbone
 
     features = scorer.features(load_backbone(str(backbone_dir), random_init=True, seed=seed), eval_transform_for(str(backbone_dir)))
     # The monitor's subset is the first images of each split: a slice of the same features.
@@ -353,7 +353,7 @@ PROTOCOL_VERSION = 2
 
 
 def finish_report(report: dict, suite: Suite, suite_name: str) -> None:
-    from hf_sslviews.benchmarking import machine_info, write_report
+    from benchmark_harness import machine_info, write_report
 
     arms = list(suite.arms)
     report["machine"] = machine_info()

@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from hf_sslviews.benchmarking import machine_info, write_report
+from benchmark_harness import machine_info, write_report
 
 from hf_sslviews.modeling.repco import RepCoConfig, RepCoForPreTraining, select_patch_pairs
 

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from hf_sslviews.benchmarking import collated_views, machine_info, random_images, write_report
+from benchmark_harness import collated_views, machine_info, random_images, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 

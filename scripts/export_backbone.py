@@ -22,7 +22,7 @@ from typing import Optional
 
 from transformers import HfArgumentParser
 
-from hf_sslviews.hub import export_run_backbone
+from hf_sslviews.publish.hub import export_run_backbone
 
 
 @dataclass

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from hf_sslviews.data import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_fashion_mnist_arrays
+from hf_sslviews.data.sources import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_fashion_mnist_arrays
 
 SEED = 0
 PER_CLASS = {"train": 300, "test": 100}
@@ -54,7 +54,7 @@ def render_card(tensors: dict[str, np.ndarray], sha256: str) -> str:
 
 `fashion_mnist_sample.safetensors` is a small, class-balanced subset of Fashion-MNIST shipped
 inside hf_sslviews so that tests, examples and the default `dataset_name="sample"` work offline.
-Load it with `hf_sslviews.data.load_image_dataset("sample", split="train" | "test")`: images
+Load it with `hf_sslviews.data.sources.load_image_dataset("sample", split="train" | "test")`: images
 come out as 28x28 RGB PIL images (the grayscale value repeated on three channels) in an
 `image` column, and labels as a `ClassLabel` column `label`.
 

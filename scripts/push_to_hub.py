@@ -24,7 +24,7 @@ from typing import Optional
 
 from transformers import HfArgumentParser
 
-from hf_sslviews.hub import push_run
+from hf_sslviews.publish.hub import push_run
 
 
 @dataclass

@@ -25,7 +25,7 @@ from typing import Optional
 
 from transformers import AutoModelForImageClassification, HfArgumentParser, Trainer, TrainingArguments, set_seed
 
-from hf_sslviews.data import load_image_dataset
+from hf_sslviews.data.sources import load_image_dataset
 from hf_sslviews.evaluation.finetune import (
     ClassificationCollator,
     ClassificationTransform,
@@ -35,7 +35,7 @@ from hf_sslviews.evaluation.finetune import (
     soft_target_cross_entropy,
     train_transform_for,
 )
-from hf_sslviews.evaluation.knn import eval_transform_for
+from hf_sslviews.evaluation.features import eval_transform_for
 
 logger = logging.getLogger(__name__)
 

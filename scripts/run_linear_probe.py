@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 from hf_sslviews.evaluation.cli import FrozenBackboneArguments, data_source, describe, load_backbone_and_splits, parse_arguments, write_results
-from hf_sslviews.evaluation.knn import eval_transform_for
+from hf_sslviews.evaluation.features import eval_transform_for
 from hf_sslviews.evaluation.linear_probe import DEFAULT_WEIGHT_DECAYS, run_linear_probe, weights_fingerprint
 
 

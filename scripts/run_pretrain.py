@@ -9,7 +9,7 @@
 ``--help`` lists every argument (method, data, kNN evaluation, and all of TrainingArguments).
 """
 
-from hf_sslviews.pretrain import parse_args, run_pretraining, shutdown_distributed
+from hf_sslviews.runs.pretrain import parse_args, run_pretraining, shutdown_distributed
 
 
 def main() -> None:

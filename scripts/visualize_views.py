@@ -64,7 +64,7 @@ def load_sample_images(num_images: int) -> list[np.ndarray]:
 
 def load_user_images(paths: Sequence[str]) -> list[np.ndarray]:
     """The user's own image files as ``uint8 [H, W, 3]`` (any mode; decoded as the views decode them)."""
-    from hf_sslviews.views.base import ImageDecodeError, decode_image
+    from hf_sslviews.views.decode import ImageDecodeError, decode_image
 
     images = []
     for path in paths:

@@ -1,7 +1,13 @@
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+
+# The benchmark scripts share scripts/benchmark_harness.py, outside the installed package; a script
+# run as a program finds it beside itself, a test that imports one finds it here.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

@@ -41,7 +41,7 @@ def export_tiny_backbone(directory):
     """A 1-block ViT (48-d, 8 px patches at 32 px) exported by hf_sslviews from a MoCo v3 model."""
     import torch
 
-    from hf_sslviews.export import export_backbone
+    from hf_sslviews.publish.export import export_backbone
     from hf_sslviews.modeling.mocov3 import MoCoV3Config, MoCoV3ForPreTraining
 
     torch.manual_seed(1234)

@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForPreTraining
 
-import hf_sslviews.recipes.aps as aps_recipe  # registers the Auto classes of APS
-from hf_sslviews.collator import ViewCollator
+import hf_sslviews.methods.aps as aps_recipe  # registers the Auto classes of APS
+from hf_sslviews.data.collator import ViewCollator
 from hf_sslviews.modeling.aps import APSConfig, APSForPreTraining, select_chunk
 from hf_sslviews.views.aps import sparse_patch_chunks
 
@@ -282,7 +282,7 @@ def test_aps_recipe__patch_size_from_kwargs_name_or_model():
 
 
 def test_aps_recipe__presets_build_their_views_and_tiny_comes_first():
-    from hf_sslviews.recipes import get_recipe
+    from hf_sslviews.methods import get_recipe
 
     recipe = get_recipe("aps")
     assert recipe.default_preset == "aps_tiny"
@@ -329,7 +329,7 @@ def test_trainer_from_python__aps_views_train_every_chunk_without_any_flag(tiny_
     """The README's "From Python" path: SSLTrainer reads K from the views, as the script does."""
     from unittest import mock
 
-    from hf_sslviews.trainer import SSLTrainer, SSLTrainingArguments
+    from hf_sslviews.training.trainer import SSLTrainer, SSLTrainingArguments
     from hf_sslviews.views.aps import APSViewTransform
 
     model = make(tiny_vit_kwargs)

@@ -6,17 +6,17 @@ import pytest
 import torch
 from transformers.trainer_utils import get_last_checkpoint
 
-from hf_sslviews.atomic_checkpoints import save_checkpoint_atomically, staging_dir
-from hf_sslviews.collator import ViewCollator
+from hf_sslviews.training.checkpoints import save_checkpoint_atomically, staging_dir
+from hf_sslviews.data.collator import ViewCollator
 from hf_sslviews.modeling.mocov3 import MoCoV3Config, MoCoV3ForPreTraining
-from hf_sslviews.trainer import SSLTrainer, SSLTrainingArguments
+from hf_sslviews.training.trainer import SSLTrainer, SSLTrainingArguments
 from hf_sslviews.views import two_view_transform
 
 from .helpers import random_image_dataset
 
 
 class AtomicSSLTrainer(SSLTrainer):
-    """SSLTrainer with the ``_save_checkpoint`` override the lead adds to ``hf_sslviews/trainer.py``."""
+    """SSLTrainer with the ``_save_checkpoint`` override the lead adds to ``hf_sslviews/training/trainer.py``."""
 
     def _save_checkpoint(self, model, trial):
         self._check_finite()

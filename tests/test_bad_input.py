@@ -32,14 +32,14 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
-from hf_sslviews.collator import ViewCollator, batch_rows, keep_first_rows
-from hf_sslviews.data import check_columns, load_image_dataset, prepare_for_views, split_train_eval
-from hf_sslviews.evaluation.knn import extract_features
+from hf_sslviews.data.collator import ViewCollator, batch_rows, keep_first_rows
+from hf_sslviews.data.sources import check_columns, load_image_dataset, prepare_for_views, split_train_eval
+from hf_sslviews.evaluation.features import extract_features
 from hf_sslviews.modeling.clsa import CLSAConfig
 from hf_sslviews.modeling.common.queue import KeyQueue
 from hf_sslviews.modeling.mocov3 import MoCoV3Config
 from hf_sslviews.modeling.simsiam import SimSiamConfig, SimSiamForPreTraining
-from hf_sslviews.trainer import NonFiniteLossError, SSLTrainer, SSLTrainingArguments
+from hf_sslviews.training.trainer import NonFiniteLossError, SSLTrainer, SSLTrainingArguments
 from hf_sslviews.views import (
     APSViewTransform,
     CLSAViewTransform,
@@ -234,7 +234,7 @@ def test_decode_image__catalogue(case, no_pixel_decoding_of_bombs):
 
 
 def test_decode_image__bomb_is_logged_with_the_fix(caplog, no_pixel_decoding_of_bombs):
-    with caplog.at_level(logging.WARNING, logger="hf_sslviews.views.base"):
+    with caplog.at_level(logging.WARNING, logger="hf_sslviews.views.decode"):
         with pytest.raises(ImageDecodeError, match=r"10000x10000 .*decompression bomb.*MAX_IMAGE_PIXELS = None"):
             decode_image(png_header_only(10_000, 10_000))
     assert any("MAX_IMAGE_PIXELS" in record.getMessage() for record in caplog.records)

@@ -1,6 +1,6 @@
 import json
 
-from hf_sslviews.benchmarking import machine_info, write_report
+from benchmark_harness import machine_info, write_report
 
 
 def test_write_report__json_round_trip_with_machine_info(tmp_path):
@@ -14,7 +14,7 @@ def test_write_report__json_round_trip_with_machine_info(tmp_path):
 def test_random_images_and_collated_views__the_batch_a_step_sees():
     import torch
 
-    from hf_sslviews.benchmarking import collated_views, random_images
+    from benchmark_harness import collated_views, random_images
     from hf_sslviews.views import two_view_transform
 
     images = random_images(3, 24, seed=5)

@@ -3,9 +3,9 @@
 import torch
 from torch import nn
 
-from hf_sslviews.chunk_steps import ChunkRepeatingLoader
-from hf_sslviews.collator import ViewCollator
-from hf_sslviews.trainer import SSLTrainer, SSLTrainingArguments
+from hf_sslviews.training.repeated_batches import ChunkRepeatingLoader
+from hf_sslviews.data.collator import ViewCollator
+from hf_sslviews.training.trainer import SSLTrainer, SSLTrainingArguments
 from hf_sslviews.views import two_view_transform
 
 from .helpers import random_image_dataset

@@ -10,16 +10,16 @@ from safetensors.torch import load_file
 from torch import nn
 from transformers import AutoConfig, AutoModelForPreTraining
 
-import hf_sslviews.recipes.clsa  # noqa: F401  (registers the recipe and the Auto classes)
-from hf_sslviews.callbacks import MomentumCallback
-from hf_sslviews.collator import ViewCollator
+import hf_sslviews.methods.clsa  # noqa: F401  (registers the recipe and the Auto classes)
+from hf_sslviews.training.callbacks import MomentumCallback
+from hf_sslviews.data.collator import ViewCollator
 from hf_sslviews.modeling.clsa import CLSAConfig, CLSAForPreTraining
 from hf_sslviews.modeling.common import distributed
 from hf_sslviews.modeling.common.losses.distribution_divergence import ddm_loss
 from hf_sslviews.modeling.common.queue import KeyQueue
 from hf_sslviews.modeling.common.shuffle_bn import shuffle_bn_forward
-from hf_sslviews.recipes import get_recipe
-from hf_sslviews.trainer import SSLTrainer, SSLTrainingArguments
+from hf_sslviews.methods import get_recipe
+from hf_sslviews.training.trainer import SSLTrainer, SSLTrainingArguments
 from hf_sslviews.views.clsa import CLSAViewTransform
 
 from .helpers import random_image_dataset

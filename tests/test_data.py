@@ -1,4 +1,4 @@
-"""Tests of hf_sslviews.data: the embedded sample, Fashion-MNIST, folders, saved datasets, errors."""
+"""Tests of hf_sslviews.data.sources: the embedded sample, Fashion-MNIST, folders, saved datasets, errors."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 from safetensors.numpy import load_file
 
-from hf_sslviews import data
-from hf_sslviews.image_folder import scan_image_folder
-from hf_sslviews.data import (
+from hf_sslviews.data import sources as data
+from hf_sslviews.data.image_folder import scan_image_folder
+from hf_sslviews.data.sources import (
     FASHION_MNIST_CLASSES,
     load_fashion_mnist_arrays,
     load_image_dataset,
@@ -207,7 +207,7 @@ def test_load_image_dataset__images_at_two_depths_warn_that_labels_are_dropped(t
     root = _pets(tmp_path / "pets")
     (root / "dog" / "puppies").mkdir()
     (root / "dog" / "puppies" / "0.png").write_bytes(_png((0, 0, 255)))
-    with caplog.at_level("WARNING", logger="hf_sslviews.image_folder"):
+    with caplog.at_level("WARNING", logger="hf_sslviews.data.image_folder"):
         dataset = load_image_dataset(train_dir=str(root), cache_dir=str(tmp_path / "cache"))
     assert "label" not in dataset.column_names  # datasets' rule; now said out loud
     assert re.search(r"different depths \(6 at depth 2 \(e\.g\. .*\), 1 at depth 3 .*adds no label column", caplog.text)

@@ -85,7 +85,7 @@ def test_ddm_attach__config_validation(bad, match):
 def test_ddm_attach__presets_make_strong_views_the_model_uses(preset):
     from PIL import Image
 
-    from hf_sslviews.collator import ViewCollator
+    from hf_sslviews.data.collator import ViewCollator
 
     recipe, spec = hf_sslviews.find_preset(preset)
     config = recipe.config_class(**{**spec.config, "backbone_kwargs": {"img_size": 32, "patch_size": 8, "depth": 1, "embed_dim": 48, "num_heads": 3}, "projector_hidden_dim": 32, "projector_dim": 16})

@@ -58,8 +58,9 @@ def test_run_pretrain__export_loads_everywhere_and_resume_continues(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert 0.0 <= results["knn"]["pretrained"]["top1"] <= 1.0
     # The raw-pixel floor is the kNN of the evaluation transform's pixels, computed here by hand.
-    from hf_sslviews.data import load_image_dataset
-    from hf_sslviews.evaluation.knn import eval_transform_for, knn_accuracy
+    from hf_sslviews.data.sources import load_image_dataset
+    from hf_sslviews.evaluation.features import eval_transform_for
+    from hf_sslviews.evaluation.knn import knn_accuracy
 
     transform = eval_transform_for(str(out / "backbone"))
     pixels = {split: load_image_dataset("sample", split=split, max_samples=n) for split, n in (("train", 60), ("test", 30))}
@@ -117,15 +118,15 @@ def test_run_pretrain__help_documents_every_argument():
     ],
 )
 def test_run_pretrain__bad_arguments_fail_with_a_clear_message(args, message, tmp_path):
-    from hf_sslviews.pretrain import parse_args, run_pretraining
+    from hf_sslviews.runs.pretrain import parse_args, run_pretraining
 
     with pytest.raises(ValueError, match=message):
         run_pretraining(*parse_args([*args, "--output_dir", str(tmp_path), "--max_steps", "1", "--report_to", "none", "--knn_eval", "False"]))
 
 
 def test_run_pretrain__another_backbone_drops_the_preset_sizes_and_says_so(caplog):
-    from hf_sslviews.arguments import ModelArguments, build_config
-    from hf_sslviews.recipes import find_preset
+    from hf_sslviews.runs.arguments import ModelArguments, build_config
+    from hf_sslviews.methods import find_preset
 
     recipe, preset = find_preset("byol_tiny")
     with caplog.at_level("WARNING", logger="hf_sslviews"):
@@ -140,7 +141,7 @@ def test_run_pretrain__another_backbone_drops_the_preset_sizes_and_says_so(caplo
 
 
 def test_run_pretrain__print_config_shows_the_effective_values_and_trains_nothing(tmp_path, capsys):
-    from hf_sslviews.pretrain import parse_args, run_pretraining
+    from hf_sslviews.runs.pretrain import parse_args, run_pretraining
 
     out = tmp_path / "never"
     assert run_pretraining(*parse_args(["--preset", "byol_fmnist", "--learning_rate", "3e-3", "--output_dir", str(out), "--print_config"])) == {}
@@ -152,7 +153,7 @@ def test_run_pretrain__print_config_shows_the_effective_values_and_trains_nothin
 
 
 def test_parse_args__json_arguments_file_with_null_keeps_the_default(tmp_path):
-    from hf_sslviews.pretrain import parse_args
+    from hf_sslviews.runs.pretrain import parse_args
 
     path = tmp_path / "args.json"
     path.write_text(json.dumps({"preset": "byol_fmnist", "max_train_samples": None, "max_steps": None, "learning_rate": 3e-3, "output_dir": str(tmp_path)}))
@@ -177,8 +178,8 @@ def test_parse_args__json_arguments_file_with_null_keeps_the_default(tmp_path):
     ],
 )
 def test_build_config__override_typos_and_wrong_kinds_name_the_field(overrides, message):
-    from hf_sslviews.arguments import ModelArguments, build_config
-    from hf_sslviews.recipes import find_preset
+    from hf_sslviews.runs.arguments import ModelArguments, build_config
+    from hf_sslviews.methods import find_preset
 
     recipe, preset = find_preset("mocov3_tiny")
     with pytest.raises(ValueError, match=message):
@@ -189,7 +190,7 @@ def test_build_config__override_typos_and_wrong_kinds_name_the_field(overrides, 
 
 def test_run_pretrain__final_knn_is_capped_by_default_and_says_how_to_change_it(caplog, tmp_path):
     """`--dataset_name fashion_mnist --max_steps 5` once embedded 2 x 70,000 images after training, silently."""
-    from hf_sslviews.pretrain import _knn_report, parse_args
+    from hf_sslviews.runs.pretrain import _knn_report, parse_args
 
     from .helpers import export_tiny_backbone
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import hf_sslviews
-from hf_sslviews.collator import ViewCollator
-from hf_sslviews.data import prepare_for_views
-from hf_sslviews.trainer import SSLTrainer, SSLTrainingArguments
+from hf_sslviews.data.collator import ViewCollator
+from hf_sslviews.data.sources import prepare_for_views
+from hf_sslviews.training.trainer import SSLTrainer, SSLTrainingArguments
 
 from .helpers import random_image_dataset
 
@@ -114,7 +114,7 @@ def test_resume__weights_without_the_target_network_are_an_error(tmp_path):
 def test_load_state__accepts_the_indexed_cpu_device_of_cpu_ddp(tmp_path, device):
     # Under torchrun without a GPU the Trainer's device is "cpu:<rank>"; safetensors refuses
     # that name ("device cpu:0 is invalid") and CPU DDP could not resume.
-    from hf_sslviews.checkpoint_io import load_state, save_state
+    from hf_sslviews.training.safetensors_state import load_state, save_state
 
     state = {"step": 3, "moments": [torch.arange(4.0), torch.ones(2, 2)]}
     save_state(state, tmp_path, "optimizer")

@@ -13,7 +13,7 @@ import torch
 from huggingface_hub import HfApi, ModelCard, RepoUrl, metadata_load
 
 import hf_sslviews  # noqa: F401  (registers the sslviews_* model types)
-from hf_sslviews.hub import prepare_upload_folder, push_folder, push_run, retarget_card
+from hf_sslviews.publish.hub import prepare_upload_folder, push_folder, push_run, retarget_card
 
 from .helpers import load_script
 
@@ -51,7 +51,7 @@ def _tree(folder: Path) -> set:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A real (tiny) run_pretrain.py output: full model, checkpoint-1, training_args.json, backbone/ with a card."""
-    from hf_sslviews.pretrain import parse_args, run_pretraining
+    from hf_sslviews.runs.pretrain import parse_args, run_pretraining
 
     out = tmp_path_factory.mktemp("hub") / "run"
     run_pretraining(*parse_args([
@@ -250,7 +250,7 @@ def test_export_backbone_script__checkpoint_and_final_model(run_dir, tmp_path):
 
 
 def test_run_pretrain__push_to_hub_pushes_the_backbone_not_the_output_dir(tmp_path, monkeypatch):
-    from hf_sslviews.pretrain import parse_args, run_pretraining
+    from hf_sslviews.runs.pretrain import parse_args, run_pretraining
 
     calls = []
     monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kwargs: (calls.append(("create_repo", repo_id)), RepoUrl(f"https://huggingface.co/{repo_id}"))[1])
@@ -261,7 +261,7 @@ def test_run_pretrain__push_to_hub_pushes_the_backbone_not_the_output_dir(tmp_pa
         "--knn_eval", "False", "--report_to", "none", "--output_dir", str(tmp_path / "run"),
         "--push_to_hub", "--hub_model_id", "org/x", "--push_pretraining_checkpoint",
     ]))
-    # Only hf_sslviews.hub's two pushes: the Trainer's own push of the whole output_dir is off.
+    # Only hf_sslviews.publish.hub's two pushes: the Trainer's own push of the whole output_dir is off.
     assert calls == [
         ("create_repo", "org/x"), ("upload_folder", "org/x", {"config.json", "model.safetensors", "README.md"}),
         ("create_repo", "org/x-pretraining"),
@@ -280,7 +280,7 @@ def test_cards__model_index_types_the_dataset_by_id_and_names_it_in_words(dry_ru
 
 
 def test_cards__image_folder_has_no_dataset_id():
-    from hf_sslviews.model_card import dataset_reference, knn_eval_results
+    from hf_sslviews.publish.cards import dataset_reference, knn_eval_results
 
     assert dataset_reference(None, "/data/my_photos") == (None, "image folder my_photos")
     assert dataset_reference("uoft-cs/cifar10") == ("uoft-cs/cifar10", "uoft-cs/cifar10")
@@ -289,7 +289,7 @@ def test_cards__image_folder_has_no_dataset_id():
 
 
 def test_cards__method_text_is_rendered_from_the_run_config():
-    from hf_sslviews.model_card import method_section
+    from hf_sslviews.publish.cards import method_section
     from hf_sslviews.modeling.aps import APSConfig
 
     config = APSConfig(backbone="vit_tiny_patch16_224", backbone_kwargs={"img_size": 32, "patch_size": 8, "depth": 1}, image_size=32,
@@ -306,7 +306,7 @@ def test_export__folders_get_the_mode_mkdir_would_give(run_dir):
 
 
 def test_run_pretrain__dry_run_never_says_pushed(tmp_path, caplog, monkeypatch):
-    from hf_sslviews.pretrain import parse_args, run_pretraining
+    from hf_sslviews.runs.pretrain import parse_args, run_pretraining
 
     monkeypatch.setattr(HfApi, "upload_folder", lambda *args, **kwargs: pytest.fail("a dry run uploaded"))
     with caplog.at_level("INFO", logger="hf_sslviews"):

@@ -17,15 +17,9 @@ import timm
 import torch
 from PIL import Image
 
-from hf_sslviews.data import load_image_dataset, prepare_for_views
-from hf_sslviews.evaluation.knn import (
-    embed,
-    eval_transform_for,
-    extract_features,
-    knn_accuracy,
-    load_backbone,
-    weighted_knn_predict,
-)
+from hf_sslviews.data.sources import load_image_dataset, prepare_for_views
+from hf_sslviews.evaluation.features import embed, eval_transform_for, extract_features, load_backbone
+from hf_sslviews.evaluation.knn import knn_accuracy, weighted_knn_predict
 from hf_sslviews.evaluation.metrics import available_metrics, load_metric
 
 from .helpers import load_script
@@ -352,7 +346,7 @@ def test_extract_features__progress_bar_names_the_split(capsys):
 @pytest.mark.parametrize("exported", [True, False])
 def test_load_backbone__a_pretraining_run_folder_points_at_its_backbone(tmp_path, exported):
     # Was: transformers' "Unrecognized configuration class" with no hint.
-    from hf_sslviews.evaluation.knn import load_backbone
+    from hf_sslviews.evaluation.features import load_backbone
 
     run = tmp_path / "run"
     run.mkdir()

@@ -9,12 +9,13 @@ import torch
 
 from transformers import TrainerCallback
 
-from hf_sslviews.collator import ViewCollator
-from hf_sslviews.data import load_image_dataset
-from hf_sslviews.evaluation.knn import extract_features, knn_accuracy
+from hf_sslviews.data.collator import ViewCollator
+from hf_sslviews.data.sources import load_image_dataset
+from hf_sslviews.evaluation.features import extract_features
+from hf_sslviews.evaluation.knn import knn_accuracy
 from hf_sslviews.evaluation.monitor import KNNMonitorCallback, add_knn_monitor, eval_transform_for_config
 from hf_sslviews.modeling.byol import BYOLConfig, BYOLForPreTraining
-from hf_sslviews.trainer import SSLTrainer, SSLTrainingArguments
+from hf_sslviews.training.trainer import SSLTrainer, SSLTrainingArguments
 from hf_sslviews.views import two_view_transform
 
 from .helpers import random_image_dataset

@@ -1,6 +1,6 @@
 """The contract every registered method keeps, checked for each one (a ninth method gets it all).
 
-For every entry of ``hf_sslviews.recipes.RECIPES``, built from its first preset (the small CPU
+For every entry of ``hf_sslviews.methods.RECIPES``, built from its first preset (the small CPU
 default) with the backbone shrunk to one narrow block:
 
 - the views' output keys are arguments of the model's ``forward``;
@@ -23,11 +23,11 @@ import pytest
 import torch
 from transformers import AutoModelForPreTraining
 
-from hf_sslviews.collator import ViewCollator
-from hf_sslviews.export import export_backbone
-from hf_sslviews.model_card import method_section, render_model_card
-from hf_sslviews.recipes import RECIPES
-from hf_sslviews.trainer import SSLTrainer, SSLTrainingArguments
+from hf_sslviews.data.collator import ViewCollator
+from hf_sslviews.publish.export import export_backbone
+from hf_sslviews.publish.cards import method_section, render_model_card
+from hf_sslviews.methods import RECIPES
+from hf_sslviews.training.trainer import SSLTrainer, SSLTrainingArguments
 
 from .helpers import random_image_dataset
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hf_sslviews.pretrain import parse_args
-from hf_sslviews.recipes import RECIPES, find_preset
+from hf_sslviews.runs.pretrain import parse_args
+from hf_sslviews.methods import RECIPES, find_preset
 
 
 def _parsed(preset: str):

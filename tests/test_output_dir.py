@@ -6,7 +6,7 @@ import pytest
 
 from hf_sslviews.modeling.byol import BYOLConfig
 from hf_sslviews.modeling.mocov3 import MoCoV3Config
-from hf_sslviews.output_dir import IDENTITY_FILE, check_checkpoint_method, prepare_output_dir, run_identity
+from hf_sslviews.runs.output_dir import IDENTITY_FILE, check_checkpoint_method, prepare_output_dir, run_identity
 
 KWARGS = dict(backbone="vit_tiny_patch16_224", backbone_kwargs={"img_size": 32, "patch_size": 8, "depth": 1}, image_size=32)
 DATA = {"dataset_name": "sample", "train_split": "train"}

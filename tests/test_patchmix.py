@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModelForPreTraining
 
-import hf_sslviews.recipes.patchmix as patchmix_recipe  # noqa: F401  (registers the Auto classes)
-from hf_sslviews.collator import ViewCollator
+import hf_sslviews.methods.patchmix as patchmix_recipe  # noqa: F401  (registers the Auto classes)
+from hf_sslviews.data.collator import ViewCollator
 from hf_sslviews.modeling.common import distributed
 from hf_sslviews.modeling.common.losses.soft_target_cross_entropy import SoftTargetCrossEntropyLoss, soft_target_cross_entropy
 from hf_sslviews.modeling.patchmix import PatchMixConfig, PatchMixForPreTraining, patch_mix, patchmix_targets
@@ -382,7 +382,7 @@ def test_model__num_groups_list_is_sampled_per_call(tiny_vit_kwargs):
 def test_model__cls_token_is_the_exported_feature(tiny_vit_kwargs, tmp_path):
     from transformers import AutoModel
 
-    from hf_sslviews.export import export_backbone
+    from hf_sslviews.publish.export import export_backbone
 
     model = make(tiny_vit_kwargs).eval()
     x1, x2 = views()
@@ -475,8 +475,8 @@ def test_recipe__presets_carry_the_paper_numbers():
 
 
 def test_trainer__patchmix_steps_log_each_term_and_update_momentum(tiny_vit_kwargs, tmp_path):
-    from hf_sslviews.callbacks import MomentumCallback
-    from hf_sslviews.trainer import SSLTrainer, SSLTrainingArguments
+    from hf_sslviews.training.callbacks import MomentumCallback
+    from hf_sslviews.training.trainer import SSLTrainer, SSLTrainingArguments
 
     model = make(tiny_vit_kwargs)
     transform = patchmix_recipe.build_patchmix_views(model.config, scale=(0.3, 1.0), num_local_crops=1, local_size=16)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForPreTraining
 
-import hf_sslviews.recipes.repco  # noqa: F401  (registers the recipe and the Auto classes)
+import hf_sslviews.methods.repco  # noqa: F401  (registers the recipe and the Auto classes)
 from hf_sslviews.modeling.repco import (
     RepCoConfig,
     RepCoForPreTraining,
@@ -414,7 +414,7 @@ def test_config__defaults_and_json_round_trip(tmp_path):
 
 
 def test_recipe__presets_and_views():
-    from hf_sslviews.recipes import get_recipe
+    from hf_sslviews.methods import get_recipe
 
     recipe = get_recipe("repco")
     assert recipe.default_preset == "repco_tiny"
@@ -433,9 +433,9 @@ def test_recipe__presets_and_views():
 
 
 def test_trainer__repco_steps_count_optimizer_steps_and_log_both_terms(tiny_vit_kwargs, tmp_path):
-    from hf_sslviews.collator import ViewCollator
-    from hf_sslviews.recipes.repco import build_mocov2_views
-    from hf_sslviews.trainer import SSLTrainer, SSLTrainingArguments
+    from hf_sslviews.data.collator import ViewCollator
+    from hf_sslviews.methods.repco import build_mocov2_views
+    from hf_sslviews.training.trainer import SSLTrainer, SSLTrainingArguments
 
     from .helpers import random_image_dataset
 

@@ -6,7 +6,7 @@
   their configs have no ``auto_map``.
 - (c) A pretraining checkpoint with an unexpected or missing tensor, or a ``config.json`` whose
   fields were tampered with, fails with a ``ValueError`` naming the problem and the fix through
-  :func:`hf_sslviews.loading.load_pretraining_model`. (``AutoModelForPreTraining.from_pretrained``
+  :func:`hf_sslviews.publish.loading.load_pretraining_model`. (``AutoModelForPreTraining.from_pretrained``
   alone only logs unexpected / missing tensors, and loads a random BERT if ``model_type`` is
   changed to ``"bert"``: the first tests below pin that, as the reason for the helper.)
 """
@@ -24,11 +24,11 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModel, AutoModelForPreTraining
 
 import hf_sslviews  # noqa: F401  (registers the Auto classes)
-from hf_sslviews.collator import ViewCollator
-from hf_sslviews.export import export_backbone
-from hf_sslviews.loading import load_pretraining_model
+from hf_sslviews.data.collator import ViewCollator
+from hf_sslviews.publish.export import export_backbone
+from hf_sslviews.publish.loading import load_pretraining_model
 from hf_sslviews.modeling.mocov3 import MoCoV3Config, MoCoV3ForPreTraining
-from hf_sslviews.trainer import SSLTrainer, SSLTrainingArguments
+from hf_sslviews.training.trainer import SSLTrainer, SSLTrainingArguments
 
 from .conftest import TINY_VIT
 
@@ -178,9 +178,9 @@ def test_load_pretraining_model__not_strict_loads_the_matching_part(saved, tmp_p
 
 def test_run_pretrain__model_name_or_path_with_an_edited_depth_is_refused(saved, tmp_path):
     # Was: the other (deeper, partly random) model trained silently.
-    from hf_sslviews.arguments import ModelArguments
-    from hf_sslviews.pretrain import build_model
-    from hf_sslviews.recipes import find_preset
+    from hf_sslviews.runs.arguments import ModelArguments
+    from hf_sslviews.runs.pretrain import build_model
+    from hf_sslviews.methods import find_preset
 
     folder = _copy(saved, tmp_path)
     config = json.loads((folder / "config.json").read_text())

@@ -4,11 +4,11 @@ import datasets
 import pytest
 import torch
 
-from hf_sslviews.collator import ViewCollator
-from hf_sslviews.data import load_image_dataset
+from hf_sslviews.data.collator import ViewCollator
+from hf_sslviews.data.sources import load_image_dataset
 from hf_sslviews.modeling.mocov3 import MoCoV3Config, MoCoV3ForPreTraining
-from hf_sslviews.streaming import configure_streaming, streaming_views
-from hf_sslviews.trainer import SSLTrainer, SSLTrainingArguments
+from hf_sslviews.data.streaming import configure_streaming, streaming_views
+from hf_sslviews.training.trainer import SSLTrainer, SSLTrainingArguments
 from hf_sslviews.views import two_view_transform
 
 from .helpers import random_image_dataset

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from hf_sslviews.callbacks import MomentumCallback
-from hf_sslviews.collator import ViewCollator
+from hf_sslviews.training.callbacks import MomentumCallback
+from hf_sslviews.data.collator import ViewCollator
 from hf_sslviews.modeling.mocov3 import MoCoV3Config, MoCoV3ForPreTraining
 from hf_sslviews.modeling.simsiam import SimSiamConfig, SimSiamForPreTraining
-from hf_sslviews.trainer import BadImageFractionError, NonFiniteLossError, SSLTrainer, SSLTrainingArguments
+from hf_sslviews.training.trainer import BadImageFractionError, NonFiniteLossError, SSLTrainer, SSLTrainingArguments
 from hf_sslviews.views import two_view_transform
 
 from .helpers import random_image_dataset
@@ -183,7 +183,7 @@ def test_convert_sync_batchnorm__only_under_multi_gpu_data_parallelism(tmp_path)
 
     from hf_sslviews.modeling.byol import BYOLConfig, BYOLForPreTraining
     from hf_sslviews.modeling.clsa import CLSAConfig, CLSAForPreTraining
-    from hf_sslviews.trainer import convert_sync_batchnorm
+    from hf_sslviews.training.trainer import convert_sync_batchnorm
 
     kwargs = {"backbone": "vit_tiny_patch16_224", "backbone_kwargs": {"img_size": 32, "patch_size": 8, "depth": 1, "embed_dim": 48, "num_heads": 3}, "image_size": 32}
     byol = BYOLForPreTraining(BYOLConfig(**kwargs, projector_hidden_dim=32, projector_dim=16))
@@ -268,7 +268,7 @@ def test_bad_fraction_exceeds__under_the_limit_runs_are_not_stopped_by_early_clu
     """Simulated shuffles of 400 images checked after every batch of 32 (the issue's setting)."""
     import random
 
-    from hf_sslviews.trainer import bad_fraction_exceeds
+    from hf_sslviews.training.trainer import bad_fraction_exceeds
 
     def stopped(num_bad, limit=0.01, total=400, batch=32, seed=0):
         rng = random.Random(seed)
@@ -290,7 +290,7 @@ def test_bad_fraction_exceeds__under_the_limit_runs_are_not_stopped_by_early_clu
 
 
 def test_bad_fraction_exceeds__a_single_early_bad_image_never_stops_a_run():
-    from hf_sslviews.trainer import bad_fraction_exceeds
+    from hf_sslviews.training.trainer import bad_fraction_exceeds
 
     assert not any(bad_fraction_exceeds(1, seen, 0.01) for seen in range(1, 1000))
     assert not bad_fraction_exceeds(9, 20, 0.01)  # fewer than 10 bad images: too few to judge

@@ -16,7 +16,7 @@ import pytest
 import transformers.trainer as hf_trainer
 from transformers import Trainer
 
-from hf_sslviews.trainer import SSLTrainer
+from hf_sslviews.training.trainer import SSLTrainer
 
 # Private Trainer methods SSLTrainer overrides, and why each is needed.
 PRIVATE_OVERRIDES = {
@@ -43,7 +43,7 @@ def test_trainer__every_private_method_we_override_still_exists_with_our_argumen
 
 @pytest.mark.parametrize("name", PRIVATE_USES)
 def test_trainer__private_members_we_use_still_exist(name):
-    assert hasattr(Trainer, name), f"transformers.Trainer has no {name} any more (used by hf_sslviews.atomic_checkpoints)"
+    assert hasattr(Trainer, name), f"transformers.Trainer has no {name} any more (used by hf_sslviews.training.checkpoints)"
 
 
 def test_trainer__resume_goes_through_the_module_level_skip_first_batches():
@@ -52,6 +52,6 @@ def test_trainer__resume_goes_through_the_module_level_skip_first_batches():
     # loaded batches instead of chunks.
     source = inspect.getsource(hf_trainer.Trainer)
     assert "skip_first_batches(" in source
-    from hf_sslviews import chunk_steps
+    from hf_sslviews.training import repeated_batches as chunk_steps
 
     assert hf_trainer.skip_first_batches is chunk_steps._skip_first_batches

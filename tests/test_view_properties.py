@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from hf_sslviews.collator import ViewCollator
+from hf_sslviews.data.collator import ViewCollator
 from hf_sslviews.views import (
     RANDAUGMENT_OPS,
     APSViewTransform,

@@ -2,7 +2,7 @@
 
 import torch
 
-from hf_sslviews.data import prepare_for_views
+from hf_sslviews.data.sources import prepare_for_views
 from hf_sslviews.views import APSViewTransform, two_view_transform
 from hf_sslviews.views.base import SAMPLE_INDEX_COLUMN, view_seed
 
@@ -60,7 +60,7 @@ def test_views__persistent_dataloader_workers_see_each_new_epoch():
     """The epoch lives in shared memory: a worker started in epoch 0 makes epoch 1's views."""
     from torch.utils.data import DataLoader
 
-    from hf_sslviews.collator import ViewCollator
+    from hf_sslviews.data.collator import ViewCollator
 
     dataset = prepare_for_views(random_image_dataset(4, size=20))
     transform = two_view_transform(size=16)

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as F
 
-from hf_sslviews.collator import ViewCollator
+from hf_sslviews.data.collator import ViewCollator
 from hf_sslviews.views.clsa import CLSA_PRESETS, CLSAViewTransform
 from hf_sslviews.views.randaugment import (
     RANDAUGMENT_OPS,

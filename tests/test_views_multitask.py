@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as F
 
-from hf_sslviews.collator import ViewCollator
+from hf_sslviews.data.collator import ViewCollator
 from hf_sslviews.views.multitask import MultiTaskViewTransform, apply_cutout, cutout_box
 
 

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from timm.data import auto_augment as timm_auto_augment
 from timm.data.mixup import Mixup, mixup_target
 
-from ..views.base import ImageDecodeError, decode_image
-from .knn import _pretrained_cfg_of
+from ..views.decode import ImageDecodeError, decode_image
+from .features import pretrained_cfg_of
 from .linear_probe import top1_top5
 
 logger = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def train_transform_for(
     """timm's training transform for a backbone's data config (size, mean, std, interpolation).
 
     Args:
-        model_dir_or_pretrained_cfg: what :func:`~hf_sslviews.evaluation.knn.eval_transform_for` takes.
+        model_dir_or_pretrained_cfg: what :func:`~hf_sslviews.evaluation.features.eval_transform_for` takes.
         randaugment: add RandAugment ``rand-m9-mstd0.5-inc1`` (DeiT's fine-tuning policy).
         re_prob: random-erasing probability (DeiT: 0.25), per-pixel noise fill.
         scale: the random resized crop's area range.
@@ -86,7 +86,7 @@ def train_transform_for(
     Returns:
         A callable ``PIL.Image (RGB) -> float32 [3, H, W]``.
     """
-    data_config = timm.data.resolve_data_config(pretrained_cfg=_pretrained_cfg_of(model_dir_or_pretrained_cfg))
+    data_config = timm.data.resolve_data_config(pretrained_cfg=pretrained_cfg_of(model_dir_or_pretrained_cfg))
     transform = timm.data.create_transform(
         **data_config, is_training=True, scale=tuple(scale), hflip=hflip, color_jitter=color_jitter,
         auto_augment=RANDAUGMENT_POLICY if randaugment else None, re_prob=re_prob, re_mode="pixel",

@@ -5,218 +5,21 @@ Caron et al., "Emerging Properties in Self-Supervised Vision Transformers" (DINO
 cosine-similar training features, and each neighbour votes for its class with weight
 ``exp(similarity / T)`` (T = 0.07, k = 20 by default; 10, 100, 200 are also reported).
 
-Backbones are either a transformers ``TimmWrapperModel`` (``AutoModel.from_pretrained`` of an
-exported backbone; its ``pooler_output`` is the feature) or anything callable returning
-``[B, D]`` (a timm model built with ``num_classes=0``, a plain function).
+Features come from :mod:`hf_sslviews.evaluation.features`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
-import timm.data
 import torch
 import torch.nn.functional as F
 
-from ..views.base import ImageDecodeError, decode_image
+from .features import extract_features
 from .metrics import load_metric
 
 logger = logging.getLogger(__name__)
-
-
-# --------------------------------------------------------------------------------------------
-# Features
-# --------------------------------------------------------------------------------------------
-
-
-def _pretrained_cfg_of(source: Any) -> dict:
-    """Find timm's ``pretrained_cfg`` (input size, mean, std, crop) in any of its homes."""
-    if isinstance(source, Mapping):
-        return dict(source.get("pretrained_cfg", source))
-    if isinstance(source, (str, Path)):
-        config_file = Path(source) / "config.json"
-        if not config_file.is_file():
-            raise ValueError(f"{str(source)!r} has no config.json; pass an exported backbone folder, a model or a pretrained_cfg dict")
-        config = json.loads(config_file.read_text())
-        if "pretrained_cfg" not in config:
-            raise ValueError(f"{config_file} has no 'pretrained_cfg' entry: it is not a timm-format backbone export")
-        return dict(config["pretrained_cfg"])
-    for owner in (getattr(source, "config", None), source):  # TimmWrapperModel.config, TimmWrapperConfig, timm model
-        cfg = getattr(owner, "pretrained_cfg", None)
-        if cfg:
-            return dict(cfg)
-    raise ValueError(f"cannot find a timm pretrained_cfg on a {type(source).__name__}; pass the exported backbone folder instead")
-
-
-def eval_transform_for(model_dir_or_pretrained_cfg: Any) -> Callable:
-    """timm's evaluation transform (resize, center crop, to tensor, normalise) for a backbone.
-
-    Args:
-        model_dir_or_pretrained_cfg: an exported backbone folder (its ``config.json`` holds
-            ``pretrained_cfg``), a ``pretrained_cfg`` dict (or a dict holding one), a
-            ``TimmWrapperModel`` / ``TimmWrapperConfig``, or a timm model.
-
-    Returns:
-        A callable ``PIL.Image (RGB) -> float32 [3, H, W]``.
-    """
-    pretrained_cfg = _pretrained_cfg_of(model_dir_or_pretrained_cfg)
-    data_config = timm.data.resolve_data_config(pretrained_cfg=pretrained_cfg)
-    return timm.data.create_transform(**data_config, is_training=False)
-
-
-def _refuse_pretraining_folder(model_name_or_path: str) -> None:
-    """A run folder (or checkpoint) holds the whole pretraining model, which AutoModel does not
-    know ("Unrecognized configuration class"): point at its exported backbone instead."""
-    config_file = Path(model_name_or_path) / "config.json"
-    if not config_file.is_file():
-        return
-    try:
-        model_type = json.loads(config_file.read_text()).get("model_type", "")
-    except (json.JSONDecodeError, AttributeError):
-        return
-    if isinstance(model_type, str) and model_type.startswith("sslviews_"):
-        backbone = Path(model_name_or_path) / "backbone"
-        hint = (
-            f"pass {backbone} (the backbone run_pretrain.py exported)" if (backbone / "config.json").is_file()
-            else f"export its backbone first: python scripts/export_backbone.py --model_name_or_path {model_name_or_path} --output_dir {backbone}"
-        )
-        raise ValueError(f"{model_name_or_path} holds a whole pretraining model ({model_type}), not an exported backbone; {hint}")
-
-
-def load_backbone(model_name_or_path: str, random_init: bool = False, seed: int = 0) -> torch.nn.Module:
-    """Load an exported backbone with ``AutoModel``, or a randomly initialised copy of it.
-
-    The random copy is the kNN floor: the same architecture (from the export's config) with the
-    initialisation pretraining starts from. For a timm-format export that is timm's own
-    initialisation (``timm.create_model(architecture, **model_args)``), not transformers'
-    generic ``_init_weights``, which draws e.g. the patch embedding differently.
-
-    Args:
-        model_name_or_path: an exported backbone folder or a Hub id.
-        random_init: return the randomly initialised copy instead of the trained weights.
-        seed: the ``torch`` seed of the random initialisation.
-
-    Returns:
-        The backbone (a ``TimmWrapperModel`` for timm-format exports), in eval mode.
-    """
-    from transformers import AutoConfig, AutoModel
-
-    _refuse_pretraining_folder(model_name_or_path)
-    if not random_init:
-        return AutoModel.from_pretrained(model_name_or_path).eval()
-    config = AutoConfig.from_pretrained(model_name_or_path)
-    torch.manual_seed(seed)
-    if getattr(config, "model_type", None) != "timm_wrapper":
-        return AutoModel.from_config(config).eval()
-    fresh = timm.create_model(config.architecture, pretrained=False, num_classes=0, **(config.model_args or {}))
-    model = AutoModel.from_config(config)
-    model.timm_model.load_state_dict(fresh.state_dict())
-    return model.eval()
-
-
-def embed(model: Callable, pixel_values: torch.Tensor) -> torch.Tensor:
-    """One batch of features ``[B, D]`` from a ``TimmWrapperModel`` or a callable returning ``[B, D]``.
-
-    Args:
-        model: the backbone.
-        pixel_values: ``float32 [B, 3, H, W]``.
-
-    Returns:
-        The pooled features ``[B, D]`` as returned by the model (device and dtype unchanged).
-    """
-    output = model(pixel_values)
-    pooled = getattr(output, "pooler_output", None)
-    if pooled is not None:
-        output = pooled
-    elif not isinstance(output, torch.Tensor) and isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
-        output = output[0]
-    if not isinstance(output, torch.Tensor) or output.ndim != 2:
-        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-        raise ValueError(
-            f"the backbone returned {shape}, expected pooled features [batch, dim]; use a timm model "
-            f"with num_classes=0 or a TimmWrapperModel with do_pooling=True"
-        )
-    return output
-
-
-def _model_device_dtype(model: Any, device: Union[str, torch.device, None]) -> tuple[torch.device, Optional[torch.dtype]]:
-    parameter = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
-    if device is None:
-        device = parameter.device if parameter is not None else "cpu"
-    return torch.device(device), (parameter.dtype if parameter is not None and parameter.is_floating_point() else None)
-
-
-def extract_features(
-    model: Callable,
-    dataset,
-    image_column: str = "image",
-    label_column: str = "label",
-    batch_size: int = 256,
-    transform: Optional[Callable] = None,
-    device: Union[str, torch.device, None] = None,
-    progress: Optional[str] = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run a frozen backbone over a labelled image dataset.
-
-    The model is put in eval mode and run under ``torch.inference_mode()``. Images are decoded
-    with :func:`~hf_sslviews.views.base.decode_image` (any mode -> RGB), so the image column may
-    be decoded or ``Image(decode=False)``. Undecodable images are skipped and counted in a
-    warning; if every image fails, a ``ValueError`` is raised.
-
-    Args:
-        model: a ``TimmWrapperModel``, a timm model with ``num_classes=0``, or any callable
-            ``float [B, 3, H, W] -> [B, D]``.
-        dataset: a ``datasets.Dataset`` or ``IterableDataset`` with image and label columns.
-        image_column: the image column's name.
-        label_column: the integer label column's name.
-        batch_size: images per forward pass.
-        transform: ``PIL.Image -> float32 [3, H, W]``, usually :func:`eval_transform_for`'s;
-            required.
-        device: where to run the model; defaults to the model's own device.
-        progress: show a progress bar with this label (e.g. ``"train features"``); ``None`` for none.
-
-    Returns:
-        ``features`` float32 ``[N, D]`` and ``labels`` int64 ``[N]``, on the CPU.
-    """
-    if transform is None:
-        raise ValueError("extract_features needs a transform; use eval_transform_for(model) for a timm backbone")
-    columns = getattr(dataset, "column_names", None)
-    if columns is not None:
-        for column, flag in ((image_column, "--image_column_name"), (label_column, "--label_column_name")):
-            if column not in columns:
-                raise ValueError(f"column {column!r} not found; the dataset has columns {sorted(columns)}. Pass the right one with {flag}.")
-    device, dtype = _model_device_dtype(model, device)
-    if isinstance(model, torch.nn.Module):
-        model.eval().to(device)
-    features, labels, skipped = [], [], 0
-    batches = dataset.iter(batch_size=batch_size)
-    if progress is not None:
-        from tqdm.auto import tqdm
-
-        total = -(-len(dataset) // batch_size) if hasattr(dataset, "__len__") else None
-        batches = tqdm(batches, total=total, desc=progress, unit="batch")
-    with torch.inference_mode():
-        for batch in batches:
-            pixels, keep = [], []
-            for value, label in zip(batch[image_column], batch[label_column]):
-                try:
-                    pixels.append(transform(decode_image(value)))
-                    keep.append(label)
-                except ImageDecodeError:
-                    skipped += 1
-            if not pixels:
-                continue
-            pixel_values = torch.stack(pixels).to(device=device, dtype=dtype or torch.float32)
-            features.append(embed(model, pixel_values).float().cpu())
-            labels.append(torch.as_tensor(keep, dtype=torch.int64))
-    if skipped:
-        logger.warning("extract_features skipped %d undecodable image(s)", skipped)
-    if not features:
-        raise ValueError(f"no features extracted: the dataset is empty or none of its {skipped} image(s) could be decoded")
-    return torch.cat(features), torch.cat(labels)
 
 
 # --------------------------------------------------------------------------------------------
@@ -369,12 +172,4 @@ def run_knn_evaluation(
     }
 
 
-__all__ = [
-    "embed",
-    "eval_transform_for",
-    "extract_features",
-    "knn_accuracy",
-    "load_backbone",
-    "run_knn_evaluation",
-    "weighted_knn_predict",
-]
+__all__ = ["knn_accuracy", "run_knn_evaluation", "weighted_knn_predict"]

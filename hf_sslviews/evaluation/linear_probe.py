@@ -1,6 +1,6 @@
 """Linear probe of a frozen backbone: a linear classifier trained on cached features.
 
-The backbone runs once over the train and test splits (:func:`~hf_sslviews.evaluation.knn.extract_features`,
+The backbone runs once over the train and test splits (:func:`~hf_sslviews.evaluation.features.extract_features`,
 optionally cached as safetensors); everything after that works on the feature tensors only:
 
 - features are standardised with the training set's per-dimension mean and std;
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .knn import extract_features
+from .features import extract_features
 from .metrics import load_metric
 
 logger = logging.getLogger(__name__)
@@ -353,10 +353,10 @@ def run_linear_probe(
     """Extract (or load cached) train and test features once, fit the probe, score the test set.
 
     Args:
-        model: the frozen backbone (see :func:`~hf_sslviews.evaluation.knn.extract_features`).
+        model: the frozen backbone (see :func:`~hf_sslviews.evaluation.features.extract_features`).
         train_dataset: labelled training images.
         test_dataset: labelled test images.
-        transform: the evaluation transform (:func:`~hf_sslviews.evaluation.knn.eval_transform_for`).
+        transform: the evaluation transform (:func:`~hf_sslviews.evaluation.features.eval_transform_for`).
         solver: ``"lbfgs"`` or ``"sgd"``.
         weight_decays: L2 strengths swept on a held-out part of train.
         val_fraction: the held-out fraction.

@@ -21,7 +21,9 @@ from typing import Any, Callable, Optional
 
 from transformers import TrainerCallback
 
-from .knn import eval_transform_for, extract_features, knn_accuracy
+from .features import eval_transform_for, extract_features
+
+from .knn import knn_accuracy
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +32,7 @@ def eval_transform_for_config(config) -> Callable:
     """The evaluation transform an export of this pretraining config gets: resize, centre crop, normalise.
 
     Built from ``config.image_size`` / ``image_mean`` / ``image_std`` with the data config
-    :func:`~hf_sslviews.export.export_backbone` writes (bicubic, ``crop_pct=1``), so the monitor sees
+    :func:`~hf_sslviews.publish.export.export_backbone` writes (bicubic, ``crop_pct=1``), so the monitor sees
     exactly what ``run_knn_eval.py`` on the exported backbone will see.
     """
     size = int(config.image_size)

@@ -2,8 +2,9 @@
 
 from .aps import APS_PRESETS, APSViewTransform, kept_patch_overlap, patch_coverage, selective_patch_indices, sparse_patch_chunks
 from .augment import VIEW_PRESETS, CropBox, ViewAugmentation, sample_crop_box
-from .base import ImageDecodeError, ViewTransform, decode_image, to_rgb
+from .base import ViewTransform
 from .clsa import CLSA_PRESETS, CLSAViewTransform
+from .decode import ImageDecodeError, decode_image, to_rgb
 from .multi_view import MultiViewTransform, two_view_transform
 from .multitask import MULTITASK_PRESETS, MultiTaskViewTransform, apply_cutout, cutout_box
 from .randaugment import RANDAUGMENT_OPS, RANDAUGMENT_POOLS, OpDraw, RandAugment

@@ -89,7 +89,7 @@ class CLSAViewTransform(ViewTransform):
 
     Input: a batch dict with an image column (PIL images, ``{"bytes", "path"}`` dicts, paths).
 
-    Output keys (per example; :class:`~hf_sslviews.collator.ViewCollator` turns each list into a
+    Output keys (per example; :class:`~hf_sslviews.data.collator.ViewCollator` turns each list into a
     list of per-resolution batches ``[B, 3, s, s]``):
 
     - ``key_pixel_values``: ``float32 [3, S, S]``, the momentum encoder's view.

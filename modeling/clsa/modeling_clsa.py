@@ -59,7 +59,7 @@ class CLSAForPreTraining(CLSAPreTrainedModel):
 
     Inputs are the views of :class:`~hf_sslviews.views.clsa.CLSAViewTransform`. The key
     encoder is an EMA of the online one, updated by
-    :class:`~hf_sslviews.callbacks.MomentumCallback` after every optimizer step, i.e. before the
+    :class:`~hf_sslviews.training.callbacks.MomentumCallback` after every optimizer step, i.e. before the
     next key pass (MoCo v2 updates at the start of ``forward``: the same sequence of weights).
     """
 

@@ -21,7 +21,7 @@ class SSLPreTrainedModel(PreTrainedModel):
     Subclasses set ``config_class`` and build ``self.backbone`` (a
     :class:`~hf_sslviews.modeling.common.backbone.TimmBackbone`). Methods with a momentum
     (EMA) target network list its parts in ``momentum_pairs`` as ``(target attribute, online
-    attribute)``; :meth:`update_momentum`, which :class:`~hf_sslviews.callbacks.MomentumCallback`
+    attribute)``; :meth:`update_momentum`, which :class:`~hf_sslviews.training.callbacks.MomentumCallback`
     calls after each optimizer step, and :attr:`has_momentum_encoder` follow from that list. A
     target attribute set to ``None`` (a switched-off momentum encoder) is skipped.
     """
@@ -60,7 +60,7 @@ class SSLPreTrainedModel(PreTrainedModel):
         saved without its ``target_*`` tensors loaded with NaN / garbage targets. A target
         network starts as a copy of the online network (as at construction), so that is what
         a missing one becomes, with a warning. Other missing tensors keep ``from_pretrained``'s
-        report; :func:`hf_sslviews.loading.load_pretraining_model` refuses them.
+        report; :func:`hf_sslviews.publish.loading.load_pretraining_model` refuses them.
         """
         want_info = kwargs.pop("output_loading_info", False)
         model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)

@@ -111,7 +111,7 @@ class RepCoForPreTraining(RepCoPreTrainedModel):
 
     Inputs are the MoCo v2 pair of views (``pixel_values_1``, ``pixel_values_2``). The key
     encoder (backbone, global head, dense head) is an EMA of the online one, updated by
-    :class:`~hf_sslviews.callbacks.MomentumCallback` after every optimizer step; the same call
+    :class:`~hf_sslviews.training.callbacks.MomentumCallback` after every optimizer step; the same call
     advances the ``optimizer_steps`` buffer that gates the patch loss's warm-up.
 
     Works with any timm backbone whose final features form a grid: CNNs (the C5 map) and ViTs

@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Optional
 
-from .atomic import write_text_atomic
+from ..atomic import write_text_atomic
 
 IDENTITY_FILE = "run_identity.json"
 # Keys of a config that do not change what is trained.

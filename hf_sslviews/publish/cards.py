@@ -13,7 +13,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 def method_title(method: str) -> str:
     """The method's title as its recipe spells it (``"MoCo v3"``), else its ``--method`` name."""
-    from .recipes import RECIPES
+    from ..methods import RECIPES
 
     recipe = RECIPES.get(method)
     return recipe.title if recipe is not None and recipe.title else method
@@ -84,7 +84,7 @@ def render_model_card(
 
     Args:
         model: the ``<M>ForPreTraining`` whose backbone is exported.
-        recipe: its :class:`~hf_sslviews.recipes.base.MethodRecipe`.
+        recipe: its :class:`~hf_sslviews.methods.base.MethodRecipe`.
         preset: the preset name the run used.
         repo_id: the Hub id the card describes (``org/aps-vit-small``) or a local name.
         dataset: the training data set's readable name (:func:`dataset_reference`'s label).

@@ -3,7 +3,7 @@
 ``with_transform`` does not exist for a ``datasets.IterableDataset``; its lazy ``map`` does the
 same job: the view transform runs on each batch of examples as they are read, and the tensors it
 returns pass through unchanged (no Arrow encoding without ``features``), so
-:class:`~hf_sslviews.collator.ViewCollator` receives exactly what it gets from a map-style
+:class:`~hf_sslviews.data.collator.ViewCollator` receives exactly what it gets from a map-style
 dataset with ``with_transform``.
 
 Several processes. The Trainer hands a ``datasets.IterableDataset`` to accelerate, which already
@@ -25,7 +25,7 @@ from typing import Callable, Optional, Union
 
 import datasets
 
-from .data import check_columns, prepare_for_views
+from .sources import check_columns, prepare_for_views
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def streaming_views(
 
     A map-style ``datasets.Dataset`` gets the usual ``with_transform`` (nothing streams; epochs
     work as usual). A ``datasets.IterableDataset`` is prepared for views (image column left
-    undecoded, see :func:`~hf_sslviews.data.prepare_for_views`), optionally shuffled with a
+    undecoded, see :func:`~hf_sslviews.data.sources.prepare_for_views`), optionally shuffled with a
     buffer, re-sharded by Parquet row groups when it has fewer shards than processes (so that each
     process reads its own part instead of every process reading everything), and mapped lazily
     through ``transform``.

@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
-from .atomic import fsync_tree, replace_dir
+from ..atomic import fsync_tree, replace_dir
 
 STAGING_SUFFIX = ".tmp"
 

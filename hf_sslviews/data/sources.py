@@ -38,7 +38,7 @@ from PIL import Image
 from safetensors.numpy import load_file
 
 from .image_folder import check_image_folder
-from .views.base import SAMPLE_INDEX_COLUMN
+from ..views.base import SAMPLE_INDEX_COLUMN
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ AnyDataset = Union[datasets.Dataset, datasets.IterableDataset]
 
 SAMPLE_NAME = "sample"
 FASHION_MNIST_NAME = "fashion_mnist"
-SAMPLE_PATH = Path(__file__).parent / "resources" / "fashion_mnist_sample.safetensors"
+SAMPLE_PATH = Path(__file__).parents[1] / "resources" / "fashion_mnist_sample.safetensors"
 # Debian's dataset-fashion-mnist installs here; the environment variable lets a user with the
 # original Zalando .gz files elsewhere point at them.
 FASHION_MNIST_DIR = Path(os.environ.get("HF_SSLVIEWS_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
@@ -364,7 +364,7 @@ def prepare_for_views(dataset: AnyDataset, image_column: str = "image") -> AnyDa
 
     - Image decoding goes to the view transform: an ``Image`` column is cast to
       ``decode=False``, so the transform receives ``{"bytes", "path"}`` dicts and decodes them
-      with :func:`~hf_sslviews.views.base.decode_image`, and a corrupt file becomes a counted skip
+      with :func:`~hf_sslviews.views.decode.decode_image`, and a corrupt file becomes a counted skip
       (``image_ok=False``) rather than an exception raised inside ``datasets``. Columns that are
       not ``Image`` features (paths, raw bytes) are left as they are.
     - A map-style dataset gets a ``__sample_index__`` column (each row's position), which seeds

@@ -6,7 +6,7 @@ import math
 
 from transformers import TrainerCallback
 
-from .modeling.common.momentum import cosine_momentum, cosine_schedule
+from ..modeling.common.momentum import cosine_momentum, cosine_schedule
 
 
 class MomentumCallback(TrainerCallback):

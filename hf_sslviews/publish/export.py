@@ -16,8 +16,8 @@ from typing import Optional
 
 from timm.models._hub import save_for_hf
 
-from . import __version__
-from .atomic import atomic_directory
+from .. import __version__
+from ..atomic import atomic_directory
 
 
 def _clean_config(config: dict) -> dict:

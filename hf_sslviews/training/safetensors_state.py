@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .atomic import write_text_atomic
+from ..atomic import write_text_atomic
 
 
 def _encode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:

@@ -1,4 +1,8 @@
-"""What every benchmark script records beside its numbers, and how it writes them."""
+"""What every benchmark script records beside its numbers, and how it writes them.
+
+Outside the installed package: the scripts next to it import it as ``benchmark_harness`` (Python puts
+a script's own folder first on ``sys.path``).
+"""
 
 from __future__ import annotations
 
@@ -45,7 +49,7 @@ def random_images(count: int, side: int, seed: int = 0) -> list:
 
 def collated_views(transform, images: list, device: str = "cpu") -> dict:
     """The batch a training step sees: ``transform``'s views of ``images``, collated, on ``device``."""
-    from .collator import ViewCollator
+    from hf_sslviews.data.collator import ViewCollator
 
     rows = transform({"image": list(images)})
     batch = ViewCollator()([{key: rows[key][i] for key in rows} for i in range(len(images))])

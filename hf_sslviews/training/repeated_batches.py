@@ -51,7 +51,7 @@ class ChunkRepeatingLoader:
 
         Whole loaded batches are skipped in the wrapped loader; a partly used batch is loaded
         again and continues at the next chunk. Its views are the same ones when they are seeded
-        per row (``hf_sslviews.data.prepare_for_views``; see ``ViewTransform``).
+        per row (``hf_sslviews.data.sources.prepare_for_views``; see ``ViewTransform``).
         """
         whole, partial = divmod(num_batches, self.chunks)
         inner = _accelerate_skip_first_batches(self.loader, whole) if whole else self.loader

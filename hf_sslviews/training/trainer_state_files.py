@@ -20,8 +20,8 @@ import torch
 from transformers import PreTrainedModel, TrainingArguments
 from transformers.trainer_pt_utils import set_rng_state_for_device
 
-from .atomic import write_text_atomic
-from .checkpoint_io import has_state, load_state, save_state
+from ..atomic import write_text_atomic
+from .safetensors_state import has_state, load_state, save_state
 
 
 class SafetensorsStateMixin:

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
-from .recipes import RECIPES, Preset, find_preset, get_recipe
+from ..methods import RECIPES, Preset, find_preset, get_recipe
 from .starting_weights import StartingWeights, starting_weights
 
 DEFAULT_METHOD = "aps"
@@ -145,7 +145,7 @@ def config_and_starting_weights(recipe, preset: Preset, model_args: ModelArgumen
 
     A backbone that names existing weights (``hf-hub:``, ``local-dir:``, ``{"pretrained": true}``)
     becomes its timm architecture and arguments plus ``base_model`` in the config; the script
-    loads the weights (:mod:`hf_sslviews.starting_weights`).
+    loads the weights (:mod:`hf_sslviews.runs.starting_weights`).
     """
     fields = dict(preset.config)
     if model_args.backbone and model_args.backbone != fields.get("backbone"):

@@ -26,7 +26,7 @@ from typing import Union
 from safetensors import SafetensorError
 from transformers import AutoModelForPreTraining, PretrainedConfig
 
-from .recipes import RECIPES
+from ..methods import RECIPES
 
 _MODEL_TYPE_PREFIX = "sslviews_"
 _SHOWN = 8  # names listed per kind of problem; the rest are counted

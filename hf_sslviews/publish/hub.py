@@ -28,7 +28,7 @@ from typing import Optional
 
 from huggingface_hub import CommitInfo, HfApi, ModelCard, ModelCardData
 
-from .atomic import atomic_directory
+from ..atomic import atomic_directory
 
 logger = logging.getLogger("hf_sslviews")
 
@@ -236,7 +236,7 @@ def read_run_metadata(model_dir: str | os.PathLike) -> dict:
     From ``run_args.json`` (the run's folder), ``results.json`` (the final model only: a
     ``checkpoint-N`` was not the model the run evaluated) and ``trainer_state.json`` (checkpoints).
     """
-    from .model_card import dataset_reference
+    from .cards import dataset_reference
 
     model_dir = Path(model_dir)
     is_checkpoint = bool(_CHECKPOINT.fullmatch(model_dir.name)) and not (model_dir / "run_args.json").exists()
@@ -271,8 +271,8 @@ def render_run_card(model, model_dir: str | os.PathLike, repo_id: str, existing_
         existing_card: a card rendered earlier for this model; its budget line is kept (the output
             folder itself does not record the number of steps).
     """
-    from .model_card import render_model_card
-    from .recipes import get_recipe
+    from .cards import render_model_card
+    from ..methods import get_recipe
 
     recipe = get_recipe(model.config.model_type.removeprefix("sslviews_"))
     meta = read_run_metadata(model_dir)
@@ -348,8 +348,8 @@ License: Apache-2.0.
 
 def render_pretraining_card(config: dict, repo_id: str, backbone_repo_id: str, run_args: dict, results: dict) -> ModelCard:
     """The card of a full pretraining checkpoint repo: what it is, that it needs ``import hf_sslviews``."""
-    from .model_card import dataset_reference, knn_eval_results, method_title
-    from .recipes import get_recipe
+    from .cards import dataset_reference, knn_eval_results, method_title
+    from ..methods import get_recipe
 
     method = str(config["model_type"]).removeprefix("sslviews_")
     try:

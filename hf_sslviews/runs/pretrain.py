@@ -15,18 +15,18 @@ from transformers import HfArgumentParser, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from .arguments import DataArguments, EvalArguments, HubArguments, ModelArguments, config_and_starting_weights, parse_json_arg, preset_flags, resolve_preset
-from .collator import ViewCollator
-from .data import load_image_dataset, prepare_for_views
-from .atomic import write_text_atomic
-from .export import export_backbone
-from .hub import push_run
-from .model_card import dataset_reference, render_model_card
-from .recipes import get_recipe
-from .loading import load_pretraining_model
+from ..data.collator import ViewCollator
+from ..data.sources import load_image_dataset, prepare_for_views
+from ..atomic import write_text_atomic
+from ..publish.export import export_backbone
+from ..publish.hub import push_run
+from ..publish.cards import dataset_reference, render_model_card
+from ..methods import get_recipe
+from ..publish.loading import load_pretraining_model
 from .output_dir import check_checkpoint_method, prepare_output_dir, run_identity
 from .starting_weights import load_starting_weights
-from .streaming import configure_streaming, streaming_views
-from .trainer import SSLTrainer, SSLTrainingArguments
+from ..data.streaming import configure_streaming, streaming_views
+from ..training.trainer import SSLTrainer, SSLTrainingArguments
 
 logger = logging.getLogger("hf_sslviews")
 
@@ -111,7 +111,7 @@ def run_pretraining(model_args: ModelArguments, data_args: DataArguments, eval_a
     if push_to_hub and not training_args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id org/name: the repo that receives the exported backbone")
     # The Trainer would push the whole output_dir (heads, checkpoint-* with optimizer states and
-    # pickles) on every save; hf_sslviews.hub.push_run pushes the backbone (and, if asked, the full
+    # pickles) on every save; hf_sslviews.publish.hub.push_run pushes the backbone (and, if asked, the full
     # model to its own repo) once training is done.
     training_args.push_to_hub = False
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO if training_args.should_log else logging.WARNING)
@@ -256,7 +256,7 @@ def _load_split(data_args: DataArguments, split: str, max_samples: Optional[int]
 
 
 def _add_knn_monitor(trainer, data_args: DataArguments, eval_args: EvalArguments):
-    from .evaluation.monitor import add_knn_monitor
+    from ..evaluation.monitor import add_knn_monitor
 
     load = dict(dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name, train_dir=data_args.train_dir,
                 image_column=data_args.image_column_name, label_column=data_args.label_column_name)
@@ -280,7 +280,8 @@ def _length(dataset) -> int:
 
 def _knn_report(backbone_dir: Path, data_args: DataArguments, eval_args: EvalArguments) -> Optional[dict]:
     """Weighted kNN of the exported backbone (loaded with plain ``AutoModel``) and of a random-init copy."""
-    from .evaluation.knn import eval_transform_for, load_backbone, run_knn_evaluation
+    from ..evaluation.features import eval_transform_for, load_backbone
+    from ..evaluation.knn import run_knn_evaluation
 
     limits = {"train": eval_args.knn_max_train_samples or None, "test": eval_args.knn_max_test_samples or None}
     try:

@@ -13,8 +13,8 @@ import datasets
 import torch
 from transformers import HfArgumentParser
 
-from ..data import load_image_dataset
-from .knn import load_backbone
+from ..data.sources import load_image_dataset
+from .features import load_backbone
 
 T = TypeVar("T")
 

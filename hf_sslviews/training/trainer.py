@@ -20,12 +20,12 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from .callbacks import MomentumCallback, ViewEpochCallback, WeightDecayScheduleCallback
-from .atomic_checkpoints import save_checkpoint_atomically
-from .checkpoint_io import check_resumable
-from .views.base import ViewTransform
-from .chunk_steps import ChunkRepeatingLoader
-from .collator import batch_rows, keep_first_rows
-from .trainer_files import SafetensorsStateMixin
+from .checkpoints import save_checkpoint_atomically
+from .safetensors_state import check_resumable
+from ..views.base import ViewTransform
+from .repeated_batches import ChunkRepeatingLoader
+from ..data.collator import batch_rows, keep_first_rows
+from .trainer_state_files import SafetensorsStateMixin
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ class BadImageFractionError(RuntimeError):
 class SSLTrainer(SafetensorsStateMixin, Trainer):
     """``Trainer`` for ``<Method>ForPreTraining`` models fed by a view transform.
 
-    Adds a :class:`~hf_sslviews.callbacks.MomentumCallback` when the model has a target network.
+    Adds a :class:`~hf_sslviews.training.callbacks.MomentumCallback` when the model has a target network.
     Logs every ``*_loss`` field of the model output next to ``loss``.
     """
 
@@ -508,6 +508,6 @@ def _warn_if_datasets_decodes(dataset) -> None:
     if decoding:
         logger.warning(
             "column(s) %s are decoded by datasets: one corrupt image will stop training with PIL's error instead of being "
-            "skipped and counted. Call hf_sslviews.data.prepare_for_views(dataset, image_column) before with_transform.",
+            "skipped and counted. Call hf_sslviews.data.sources.prepare_for_views(dataset, image_column) before with_transform.",
             decoding,
         )

@@ -1,0 +1,162 @@
+"""Any image a dataset can hold -> an RGB ``PIL.Image`` or a ``uint8 [3, H, W]`` tensor.
+
+Bytes, paths, ``PIL`` images, ``datasets`` Image dicts and arrays (``Array3D`` / ``Array2D`` columns,
+nested lists, numpy, torch) are decoded the same way for training views, evaluation and the
+scripts; 16-bit, palette, RGBA, CMYK and EXIF-rotated images become 8-bit RGB. A file that cannot
+be decoded raises :class:`ImageDecodeError`, which the view transforms count as a skip.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torchvision.transforms.v2 import functional as F
+
+logger = logging.getLogger(__name__)
+
+
+class ImageDecodeError(ValueError):
+    """An image value that cannot be turned into an RGB picture."""
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """Scale 16/32-bit integer and float images to 8 bits instead of clipping them.
+
+    PIL's ``convert("L")`` on an ``I;16`` image clips at 255, which turns most 16-bit photos
+    white; rescaling by the type's range keeps their content.
+    """
+    array = np.asarray(image)
+    if image.mode == "F":
+        # NaN / inf pixels (depth maps, masked data) become black instead of poisoning the range.
+        finite = np.isfinite(array)
+        array = np.where(finite, array, 0.0)
+        low, high = (float(array[finite].min()), float(array[finite].max())) if finite.any() else (0.0, 0.0)
+        scaled = (array - low) / (high - low) * 255.0 if high > low else np.zeros_like(array)
+        scaled = np.where(finite, scaled, 0.0)
+    else:
+        # I;16 variants hold 0..65535; mode "I" is 32-bit but in practice holds 16-bit data.
+        scaled = array.astype(np.float64) / 257.0
+    return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), mode="L")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Return ``image`` as 8-bit RGB, whatever its mode (L, LA, P, RGBA, CMYK, I;16, I, F, 1).
+
+    The EXIF orientation is applied first so that phone photos are upright. Transparent
+    pixels are composited over white rather than dropped to black.
+    """
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        image = _to_8bit(image)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB") if image.mode != "RGB" else image
+
+
+def _bomb_error(width: int, height: int) -> ImageDecodeError:
+    limit = Image.MAX_IMAGE_PIXELS
+    message = (
+        f"image of {width}x{height} = {width * height} pixels exceeds PIL.Image.MAX_IMAGE_PIXELS ({limit}): "
+        f"treated as a decompression bomb and skipped without decoding it. If such large images are "
+        f"expected, raise the limit before training (PIL.Image.MAX_IMAGE_PIXELS = None, or a larger number)."
+    )
+    logger.warning(message)
+    return ImageDecodeError(message)
+
+
+def _array_image(value: Any) -> Image.Image:
+    """A channels-last array (``HxW``, ``HxWx1``, ``HxWx3``, ``HxWx4``) as an image.
+
+    ``datasets`` hands an ``Array3D`` / ``Array2D`` column over as nested lists (int64 once
+    converted), a numpy or torch formatted column as arrays. Integers within 0..255 become
+    uint8; other dtypes go to PIL as they are (16-bit and float modes, which ``to_rgb``
+    rescales).
+    """
+    array = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ImageDecodeError(f"an image array must be HxW, HxWx1, HxWx3 or HxWx4 (channels last), got shape {list(array.shape)}")
+    if array.dtype != np.uint8 and np.issubdtype(array.dtype, np.integer) and array.size and 0 <= array.min() and array.max() <= 255:
+        array = array.astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(array))
+
+
+def _open(value: Any) -> Image.Image:
+    """The lazily opened (header-only) image of one column value."""
+    if isinstance(value, Image.Image):
+        return value
+    if isinstance(value, Mapping):
+        if value.get("bytes") is not None:
+            return Image.open(io.BytesIO(value["bytes"]))
+        if value.get("path"):
+            return Image.open(value["path"])
+        raise ImageDecodeError("image value has neither 'bytes' nor 'path'")
+    if isinstance(value, (bytes, bytearray)):
+        return Image.open(io.BytesIO(value))
+    if isinstance(value, str):
+        return Image.open(value)
+    if isinstance(value, (np.ndarray, list, tuple, torch.Tensor)):
+        return _array_image(value)
+    if value is None:
+        raise ImageDecodeError("image value is None (missing image)")
+    raise ImageDecodeError(f"cannot decode an image from a value of type {type(value).__name__}")
+
+
+def decode_image(value: Any) -> Image.Image:
+    """Decode one value of an image column into an RGB ``PIL.Image``.
+
+    Accepts what ``datasets`` may hand over: a ``PIL.Image``, a dict with ``bytes`` and/or
+    ``path`` (an ``Image(decode=False)`` column), raw bytes, a file path, or a HWC/HW uint8
+    array. Raises :class:`ImageDecodeError` naming the problem.
+
+    Decompression bombs: an image with more pixels than ``PIL.Image.MAX_IMAGE_PIXELS``
+    (89,478,485 by default, about 9,459 x 9,459) is rejected from its header, before any pixel
+    memory is allocated, with a logged warning; the view transforms then skip and count it like
+    any undecodable image. PIL itself only warns between 1x and 2x the limit (and would decode,
+    e.g. 300 MB for a 10,000 x 10,000 RGB image) and raises above 2x; here both are skips.
+    Setting ``PIL.Image.MAX_IMAGE_PIXELS = None`` (or a larger number) lets large images through.
+    """
+    try:
+        with warnings.catch_warnings():
+            # PIL warns at open between 1x and 2x the limit; the explicit check below decides.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = _open(value)
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit is not None and image.width * image.height > limit:
+                raise _bomb_error(image.width, image.height)
+            image.load()
+            image = to_rgb(image)
+    except ImageDecodeError:
+        raise
+    except Image.DecompressionBombError as error:
+        # Above 2x the limit PIL raises at open, before the size is known to us.
+        logger.warning("decompression bomb skipped: %s", error)
+        raise ImageDecodeError(
+            f"DecompressionBombError: {error} Skipped without decoding it; if such large images are expected, "
+            f"raise the limit before training (PIL.Image.MAX_IMAGE_PIXELS = None, or a larger number)."
+        ) from error
+    except Exception as error:
+        # Anything one file can make PIL raise is that file's fault, not the run's: besides the
+        # usual OSError / ValueError, a malformed EXIF block raises struct.error in
+        # exif_transpose, a damaged TIFF tag TypeError, a bit-flipped header KeyError or
+        # IndexError. Each is a counted skip (ImageNet holds such files).
+        raise ImageDecodeError(f"{type(error).__name__}: {error}") from error
+    if image.width == 0 or image.height == 0:
+        raise ImageDecodeError(f"image has zero size ({image.width}x{image.height})")
+    return image
+
+
+def pil_to_uint8_tensor(image: Image.Image) -> torch.Tensor:
+    """RGB ``PIL.Image`` -> ``uint8`` tensor of shape ``[3, H, W]`` (no copy of the pixel data)."""
+    return F.pil_to_tensor(image)
