@@ -16,26 +16,13 @@ Writes ``benchmarks/results/aps_sampler_cpu.json`` and prints a summary.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
-
-from benchmark_harness import machine_info, random_images, write_report
+from benchmark_harness import best_rate, machine_info, random_images, write_report
 from PIL import Image
 
 from hf_sslviews.views.aps import APSViewTransform, patch_coverage, selective_patch_indices, sparse_patch_chunks
-
-
-def _best_rate(fn, items: int, repeats: int) -> float:
-    """Items per second of the fastest of ``repeats`` runs (the least disturbed by other load)."""
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return items / best
 
 
 def _images(count: int, side: int) -> list[Image.Image]:
@@ -45,7 +32,7 @@ def _images(count: int, side: int) -> list[Image.Image]:
 def bench_transform(preset: str, source_side: int, batch_size: int, repeats: int) -> dict:
     views = APSViewTransform.from_preset(preset)
     batch = {"image": _images(batch_size, source_side)}
-    aps_rate = _best_rate(lambda: views(batch), batch_size, repeats)
+    aps_rate = best_rate(lambda: views(batch), batch_size, repeats)
 
     augment = views.augment
     tensors = [torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous() for image in batch["image"]]
@@ -56,7 +43,7 @@ def bench_transform(preset: str, source_side: int, batch_size: int, repeats: int
                 crop, _ = augment.geometric(image)
                 augment.normalize(augment.photometric(crop))
 
-    per_crop_rate = _best_rate(per_crop, batch_size, repeats)
+    per_crop_rate = best_rate(per_crop, batch_size, repeats)
 
     grid = views.grid
     boxes = torch.tensor([[[0, 0, source_side, source_side, 0], [source_side // 4, 0, source_side // 2, source_side // 2, 1]]] * batch_size, dtype=torch.float32)
@@ -66,7 +53,7 @@ def bench_transform(preset: str, source_side: int, batch_size: int, repeats: int
         coverage = patch_coverage(boxes[:, 0], boxes[:, 1], indices_1, grid)
         selective_patch_indices(coverage, views.num_patches, views.power)
 
-    sampler_rate = _best_rate(sampler, batch_size, repeats)
+    sampler_rate = best_rate(sampler, batch_size, repeats)
     return {
         "preset": preset,
         "crop_size": views.size,

@@ -23,29 +23,17 @@ import time
 
 import numpy as np
 import torch
-
-from benchmark_harness import machine_info, write_report
+from benchmark_harness import best_rate, machine_info, write_report
 from PIL import Image
 
 from hf_sslviews.modeling.clsa import CLSAConfig, CLSAForPreTraining
 from hf_sslviews.modeling.mocov3 import MoCoV3Config, MoCoV3ForPreTraining
 from hf_sslviews.views.augment import ViewAugmentation
-from hf_sslviews.views.decode import pil_to_uint8_tensor
 from hf_sslviews.views.clsa import CLSA_PRESETS, CLSAViewTransform
+from hf_sslviews.views.decode import pil_to_uint8_tensor
 
 SIZES = {96: (0.086, 0.429), 224: (0.2, 1.0)}
 TINY_VIT = dict(backbone="vit_tiny_patch16_224", backbone_kwargs={"img_size": 32, "patch_size": 4, "depth": 4}, image_size=32)
-
-
-def _best_rate(fn, items: int, repeats: int) -> float:
-    """Items per second of the fastest of ``repeats`` runs (the least disturbed by other load)."""
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return items / best
 
 
 def _photo() -> Image.Image:
@@ -66,8 +54,8 @@ def augmentation_throughput(repeats: int, images: int) -> list[dict]:
     results = []
     for index, (size, scale) in enumerate(specs):
         weak = ViewAugmentation.from_preset("mocov2", size=size, scale=scale)
-        weak_rate = _best_rate(lambda: [weak(tensor) for _ in range(images)], images, repeats)
-        strong_rate = _best_rate(lambda: [transform.strong_view(tensor, index) for _ in range(images)], images, repeats)
+        weak_rate = best_rate(lambda: [weak(tensor) for _ in range(images)], images, repeats)
+        strong_rate = best_rate(lambda: [transform.strong_view(tensor, index) for _ in range(images)], images, repeats)
         results.append(
             {
                 "size": size,
@@ -80,7 +68,7 @@ def augmentation_throughput(repeats: int, images: int) -> list[dict]:
     for preset in ("single", "multi"):
         views = CLSAViewTransform(preset)
         batch = {"image": [photo] * 8}
-        rate = _best_rate(lambda: views(batch), 8, repeats)
+        rate = best_rate(lambda: views(batch), 8, repeats)
         settings = CLSA_PRESETS[preset]
         results.append({"transform": f"CLSAViewTransform({preset!r})", "views_per_image": 1 + len(settings["weak"]) + len(settings["strong"]), "images_per_s_per_core": round(rate, 2)})
     return results
@@ -117,7 +105,7 @@ def step_time(repeats: int, batch: int, steps: int) -> list[dict]:
                 optimizer.step()
                 model.update_momentum(0.99)
 
-        rate = _best_rate(run, steps, repeats)  # steps per second
+        rate = best_rate(run, steps, repeats)  # steps per second
         pixels = sum(int(v.numel()) for v in inputs.values() if isinstance(v, torch.Tensor)) + sum(int(t.numel()) for v in inputs.values() if isinstance(v, list) for t in v)
         results.append({"model": name, "batch_size": batch, "step_ms": round(1000 / rate, 1), "input_pixels_per_step": pixels})
     base = results[0]["step_ms"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import time
 from pathlib import Path
 
 import torch
@@ -63,3 +64,40 @@ def collated_views(transform, images: list, device: str = "cpu") -> dict:
         return value
 
     return {key: to_device(value) for key, value in batch.items()}
+
+
+def best_rate(fn, items: int, repeats: int) -> float:
+    """Items per second of the fastest of ``repeats`` runs of ``fn`` (the least disturbed by other load)."""
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return items / best
+
+
+def process_memory_mib(field: str) -> float | None:
+    """``VmRSS`` (resident now) or ``VmHWM`` (peak resident) of this process in MiB; ``None`` off Linux."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_memory() -> bool:
+    """Reset this process's peak resident memory (``VmHWM``) to its current RSS (Linux >= 4.0).
+
+    ``ru_maxrss`` cannot be reset, so without this the import and data peaks would hide the peak
+    of the part being measured. Returns whether the reset worked.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")
+        return True
+    except OSError:
+        return False

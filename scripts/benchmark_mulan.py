@@ -36,7 +36,7 @@ import subprocess
 import sys
 import time
 
-from benchmark_harness import machine_info, random_images, write_report
+from benchmark_harness import machine_info, process_memory_mib, random_images, write_report
 
 VIEW_CONFIGS = {
     "2 globals": dict(n_local=0, n_cutout=0),
@@ -45,17 +45,12 @@ VIEW_CONFIGS = {
 }
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
 def build_step(name: str, batch_size: int):
     """Model, optimizer and inputs of one view configuration; returns the step function."""
     import torch
 
-    from hf_sslviews.modeling.mulan import MulanConfig, MulanForPreTraining
     from hf_sslviews.methods.two_view import TINY_BACKBONE
+    from hf_sslviews.modeling.mulan import MulanConfig, MulanForPreTraining
 
     torch.manual_seed(0)
     counts = VIEW_CONFIGS[name]
@@ -85,7 +80,7 @@ def peak_memory(name: str, batch_size: int, threads: int) -> dict:
 
     torch.set_num_threads(threads)
     step = build_step(name, batch_size)
-    rss_before = _rss_mb()
+    rss_before = process_memory_mib("VmRSS")
     step()  # allocates gradients and optimizer state
     step()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux

@@ -34,29 +34,9 @@ import sys
 import time
 from pathlib import Path
 
-from benchmark_harness import machine_info, random_images, write_report
+from benchmark_harness import machine_info, process_memory_mib, random_images, reset_peak_memory, write_report
 
 VARIANTS = ("mocov3", "patchmix", "patchmix_no_momentum")
-
-
-def _rss_mib(field: str) -> float | None:
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as clear:
-            clear.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
-        return True
-    except OSError:
-        return False
 
 
 def _views(batch_size: int):
@@ -72,9 +52,9 @@ def _views(batch_size: int):
 def _build(variant: str):
     import torch
 
+    from hf_sslviews.methods.two_view import TINY_BACKBONE
     from hf_sslviews.modeling.mocov3 import MoCoV3Config, MoCoV3ForPreTraining
     from hf_sslviews.modeling.patchmix import PatchMixConfig, PatchMixForPreTraining
-    from hf_sslviews.methods.two_view import TINY_BACKBONE
 
     torch.manual_seed(0)
     heads = dict(projector_hidden_dim=512, projector_dim=128)
@@ -102,11 +82,11 @@ def memory_worker(variant: str, batch_size: int, threads: int) -> dict:
     torch.set_num_threads(threads)
     x1, x2 = _views(batch_size)
     step = _build(variant)
-    rss_before = _rss_mib("VmRSS")
-    reset = _reset_peak_rss()
+    rss_before = process_memory_mib("VmRSS")
+    reset = reset_peak_memory()
     step(x1, x2)  # allocates the optimizer state
     step(x1, x2)
-    peak = _rss_mib("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = process_memory_mib("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "variant": variant,
         "peak_rss_mib": round(peak, 1),

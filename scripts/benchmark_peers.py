@@ -101,7 +101,6 @@ def _load() -> tuple[float, float, float]:
 def _images(source: str, count: int):
     """A ``datasets.Dataset`` with an ``image`` column of RGB PIL images."""
     import datasets
-
     from benchmark_harness import random_images
 
     if source == "sample":
@@ -243,13 +242,7 @@ class LightlyLoop:
     def __init__(self, method: str, backbone, heads: dict | None = None, temperature: float = 0.2):
         import torch
         from lightly.loss import NegativeCosineSimilarity, NTXentLoss
-        from lightly.models.modules.heads import (
-            BYOLPredictionHead,
-            BYOLProjectionHead,
-            MoCoProjectionHead,
-            SimSiamPredictionHead,
-            SimSiamProjectionHead,
-        )
+        from lightly.models.modules.heads import BYOLPredictionHead, BYOLProjectionHead, MoCoProjectionHead, SimSiamPredictionHead, SimSiamProjectionHead
         from lightly.models.utils import deactivate_requires_grad
 
         self.method = method
@@ -375,8 +368,8 @@ class OursLoop:
 def training_batch(method: str, batch_size: int, size: int, device: str, source: str) -> dict:
     """The same view tensors for both libraries, made by our transforms (real augmented views)."""
     import torch
-
     from benchmark_harness import collated_views
+
     from hf_sslviews.views import MultiTaskViewTransform, two_view_transform
 
     torch.manual_seed(0)
@@ -509,26 +502,21 @@ def peak_memory(args, method: str, lib: str) -> float:
 
 def memory_child(args, spec: dict) -> None:
     import lightly  # noqa: F401 - both libraries imported on both sides: same baseline
+    from benchmark_harness import process_memory_mib, reset_peak_memory
 
     import hf_sslviews  # noqa: F401
 
     batch = training_batch(spec["method"], args.batch, args.image_size, args.device, args.images)
     # Reset the process's peak RSS (VmHWM) to its current RSS so that the import and data
     # peaks before this point do not hide the model's; ru_maxrss cannot be reset.
-    Path("/proc/self/clear_refs").write_text("5")
-    base = _status_mb("VmRSS")
+    if not reset_peak_memory():
+        raise RuntimeError("peak memory needs Linux >= 4.0 (/proc/self/clear_refs)")
+    base = process_memory_mib("VmRSS")
     step, _ = make_loop(spec["lib"], spec["method"], args)
     for _ in range(2):
         step(batch)
-    peak = _status_mb("VmHWM")
+    peak = process_memory_mib("VmHWM")
     print(json.dumps({"peak_rss_growth_mb": peak - base, "peak_rss_mb": peak, "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-
-
-def _status_mb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 # ----------------------------------------------------------------------------- report

@@ -22,7 +22,6 @@ import statistics
 import time
 
 import torch
-
 from benchmark_harness import machine_info, write_report
 
 from hf_sslviews.modeling.repco import RepCoConfig, RepCoForPreTraining, select_patch_pairs

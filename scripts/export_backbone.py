@@ -15,14 +15,12 @@ the model the run evaluated). The folder loads with plain ``AutoModel`` / timm.
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from transformers import HfArgumentParser
-
-from hf_sslviews.publish.hub import export_run_backbone
+from hf_sslviews.publish.export import export_run_backbone
+from hf_sslviews.runs.arguments import parse_flags_or_json
 
 
 @dataclass
@@ -35,12 +33,7 @@ class ExportArguments:
 
 
 def main(argv: Optional[list[str]] = None) -> Path:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = HfArgumentParser(ExportArguments)
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        (args,) = parser.parse_json_file(json_file=Path(argv[0]).resolve())
-    else:
-        (args,) = parser.parse_args_into_dataclasses(args=argv)
+    (args,) = parse_flags_or_json((ExportArguments,), argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     output_dir = export_run_backbone(args.model_name_or_path, args.output_dir, repo_id=args.hub_model_id)
     print(f"backbone exported to {output_dir}")

@@ -17,14 +17,12 @@ would be uploaded, and uploads nothing. Arguments can also come from a JSON file
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from transformers import HfArgumentParser
-
 from hf_sslviews.publish.hub import push_run
+from hf_sslviews.runs.arguments import parse_flags_or_json
 
 
 @dataclass
@@ -43,12 +41,7 @@ class PushArguments:
 
 
 def main(argv: Optional[list[str]] = None) -> dict:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = HfArgumentParser(PushArguments)
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        (args,) = parser.parse_json_file(json_file=Path(argv[0]).resolve())
-    else:
-        (args,) = parser.parse_args_into_dataclasses(args=argv)
+    (args,) = parse_flags_or_json((PushArguments,), argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     pushed = push_run(
         args.output_dir, args.hub_model_id, pretraining_hub_model_id=args.pretraining_hub_model_id,

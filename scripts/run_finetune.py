@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from transformers import AutoModelForImageClassification, HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import AutoModelForImageClassification, Trainer, TrainingArguments, set_seed
 
-from hf_sslviews.data.sources import load_image_dataset
+from hf_sslviews.evaluation.features import eval_transform_for
 from hf_sslviews.evaluation.finetune import (
     ClassificationCollator,
     ClassificationTransform,
@@ -35,7 +34,7 @@ from hf_sslviews.evaluation.finetune import (
     soft_target_cross_entropy,
     train_transform_for,
 )
-from hf_sslviews.evaluation.features import eval_transform_for
+from hf_sslviews.runs.arguments import DataSourceArguments, parse_flags_or_json
 
 logger = logging.getLogger(__name__)
 
@@ -46,14 +45,9 @@ class FinetuneModelArguments:
 
 
 @dataclass
-class FinetuneDataArguments:
-    dataset_name: str = field(default="sample", metadata={"help": "'sample' (embedded), 'fashion_mnist' (Debian files), a local path or a Hub dataset id."})
-    dataset_config_name: Optional[str] = field(default=None, metadata={"help": "The Hub dataset's configuration name, if it has several."})
-    train_dir: Optional[str] = field(default=None, metadata={"help": "An image folder to use instead of --dataset_name."})
+class FinetuneDataArguments(DataSourceArguments):
     train_split: str = field(default="train", metadata={"help": "Split to fine-tune on."})
     test_split: str = field(default="test", metadata={"help": "Split evaluated during (--eval_strategy) and after training."})
-    image_column_name: str = field(default="image", metadata={"help": "Column holding the images."})
-    label_column_name: str = field(default="label", metadata={"help": "Column holding the class labels (a ClassLabel gives id2label)."})
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N training examples (quick runs)."})
     max_test_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N test examples (quick runs)."})
 
@@ -69,20 +63,13 @@ class AugmentationArguments:
 
 
 def main(argv: Optional[list[str]] = None) -> dict:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = HfArgumentParser((FinetuneModelArguments, FinetuneDataArguments, AugmentationArguments, TrainingArguments))
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        model_args, data_args, aug_args, training_args = parser.parse_json_file(json_file=Path(argv[0]).resolve())
-    else:
-        model_args, data_args, aug_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    model_args, data_args, aug_args, training_args = parse_flags_or_json((FinetuneModelArguments, FinetuneDataArguments, AugmentationArguments, TrainingArguments), argv)
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     training_args.remove_unused_columns = False  # with_transform needs the image column
     set_seed(training_args.seed)
 
-    load = dict(dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name, train_dir=data_args.train_dir,
-                image_column=data_args.image_column_name, label_column=data_args.label_column_name)
-    train = load_image_dataset(split=data_args.train_split, max_samples=data_args.max_train_samples, **load)
-    test = load_image_dataset(split=data_args.test_split, max_samples=data_args.max_test_samples, **load)
+    train = data_args.load(data_args.train_split, max_samples=data_args.max_train_samples)
+    test = data_args.load(data_args.test_split, max_samples=data_args.max_test_samples)
     num_labels, id2label, label2id = class_labels(train, data_args.label_column_name)
     model = AutoModelForImageClassification.from_pretrained(model_args.model_name_or_path, num_labels=num_labels, id2label=id2label, label2id=label2id)
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-from hf_sslviews.evaluation.cli import FrozenBackboneArguments, data_source, describe, load_backbone_and_splits, parse_arguments, write_results
 from hf_sslviews.evaluation.features import eval_transform_for
 from hf_sslviews.evaluation.linear_probe import DEFAULT_WEIGHT_DECAYS, run_linear_probe, weights_fingerprint
+from hf_sslviews.runs.frozen_backbone import FrozenBackboneArguments, describe, load_backbone_and_splits, parse_arguments, write_results
 
 
 @dataclass
@@ -36,7 +36,7 @@ class LinearProbeArguments(FrozenBackboneArguments):
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_arguments(LinearProbeArguments, argv)
     model, train, test, device = load_backbone_and_splits(args)
-    cache_key = {**data_source(args), "model": weights_fingerprint(args.model_name_or_path), "random_init": args.random_init,
+    cache_key = {**args.source(), "model": weights_fingerprint(args.model_name_or_path), "random_init": args.random_init,
                  "init_seed": args.seed if args.random_init else None, "splits": [args.train_split, args.test_split],
                  "max_samples": [args.max_train_samples, args.max_test_samples]}
     solver_kwargs = dict(max_iter=args.max_iter) if args.solver == "lbfgs" else dict(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate)

@@ -86,14 +86,14 @@ def main() -> None:
     from torch.utils.data import DataLoader
     from transformers import get_scheduler, set_seed
 
-    from hf_sslviews.runs.arguments import ModelArguments, build_config
     from hf_sslviews.data.collator import ViewCollator
     from hf_sslviews.data.sources import load_image_dataset, prepare_for_views
     from hf_sslviews.evaluation.features import extract_features
     from hf_sslviews.evaluation.knn import knn_accuracy
     from hf_sslviews.evaluation.monitor import eval_transform_for_config
-    from hf_sslviews.publish.export import export_backbone
     from hf_sslviews.methods import find_preset
+    from hf_sslviews.publish.export import export_backbone
+    from hf_sslviews.runs.arguments import ModelArguments, build_config
 
     recipe, preset = find_preset(args.preset)
     if recipe.name not in METHODS:

@@ -145,11 +145,7 @@ def _axis_off(ax) -> None:
 
 def render_aps(images: Sequence[np.ndarray], args: argparse.Namespace) -> plt.Figure:
     """APS: the two crops, view 1's sparse chunk, view 2's selective chunk, and where they fall."""
-    from hf_sslviews.views.aps import (
-        APSViewTransform,
-        kept_patch_overlap,
-        patch_coverage,
-    )
+    from hf_sslviews.views.aps import APSViewTransform, kept_patch_overlap, patch_coverage
 
     views = APSViewTransform(
         size=args.size, patch_size=args.patch_size, ratio=args.ratio, num_chunks=args.num_chunks,
@@ -422,10 +418,7 @@ def model_cell_features(model_name_or_path: str, images: torch.Tensor) -> tuple[
 def render_repco(images: Sequence[np.ndarray], args: argparse.Namespace) -> plt.Figure:
     """RepCo: for a few query cells, the far-but-similar positives and adjacent-but-dissimilar negatives."""
     from hf_sslviews.modeling.repco import RepCoConfig
-    from hf_sslviews.modeling.repco.pairs import (
-        grid_chebyshev_distance,
-        select_patch_pairs,
-    )
+    from hf_sslviews.modeling.repco.pairs import grid_chebyshev_distance, select_patch_pairs
 
     config = RepCoConfig()  # the default pair-selection settings
     pixels = torch.stack([_square(image, args.size) for image in images])

@@ -41,8 +41,8 @@ def export_tiny_backbone(directory):
     """A 1-block ViT (48-d, 8 px patches at 32 px) exported by hf_sslviews from a MoCo v3 model."""
     import torch
 
-    from hf_sslviews.publish.export import export_backbone
     from hf_sslviews.modeling.mocov3 import MoCoV3Config, MoCoV3ForPreTraining
+    from hf_sslviews.publish.export import export_backbone
 
     torch.manual_seed(1234)
     config = MoCoV3Config(backbone="vit_tiny_patch16_224", backbone_kwargs={"img_size": 32, "patch_size": 8, "depth": 1, "embed_dim": 48, "num_heads": 3},

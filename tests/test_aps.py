@@ -338,13 +338,13 @@ def test_trainer_from_python__aps_views_train_every_chunk_without_any_flag(tiny_
     args = SSLTrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, num_train_epochs=1, save_strategy="no",
                                 report_to="none", use_cpu=True, disable_tqdm=True, seed=0)
     trainer = SSLTrainer(model=model, args=args, train_dataset=train, data_collator=ViewCollator())
-    assert trainer.args.aps_chunks_per_batch == 4
+    assert trainer.args.steps_per_batch == 4
     chunks = []
     forward = model.forward
     with mock.patch.object(model, "forward", side_effect=lambda **kw: chunks.append(int(kw["chunk_index"])) or forward(**kw)):
         trainer.train()
     assert trainer.state.global_step == 8 and chunks == [0, 1, 2, 3] * 2  # 2 batches x 4 chunks
     with pytest.raises(ValueError, match="more than the 4 patch chunks"):
-        SSLTrainer(model=model, args=SSLTrainingArguments(**{**args.to_dict(), "aps_chunks_per_batch": 10}), train_dataset=train, data_collator=ViewCollator())
+        SSLTrainer(model=model, args=SSLTrainingArguments(**{**args.to_dict(), "steps_per_batch": 10}), train_dataset=train, data_collator=ViewCollator())
     with pytest.raises(ValueError, match="at least 1"):
-        SSLTrainer(model=model, args=SSLTrainingArguments(**{**args.to_dict(), "aps_chunks_per_batch": 0}), train_dataset=train, data_collator=ViewCollator())
+        SSLTrainer(model=model, args=SSLTrainingArguments(**{**args.to_dict(), "steps_per_batch": 0}), train_dataset=train, data_collator=ViewCollator())

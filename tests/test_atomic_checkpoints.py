@@ -6,9 +6,9 @@ import pytest
 import torch
 from transformers.trainer_utils import get_last_checkpoint
 
-from hf_sslviews.training.checkpoints import save_checkpoint_atomically, staging_dir
 from hf_sslviews.data.collator import ViewCollator
 from hf_sslviews.modeling.mocov3 import MoCoV3Config, MoCoV3ForPreTraining
+from hf_sslviews.training.checkpoints import save_checkpoint_atomically, staging_dir
 from hf_sslviews.training.trainer import SSLTrainer, SSLTrainingArguments
 from hf_sslviews.views import two_view_transform
 

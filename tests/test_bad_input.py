@@ -23,8 +23,8 @@ import struct
 import tempfile
 import zlib
 from dataclasses import dataclass
-from unittest import mock
 from typing import Any, Callable, Optional
+from unittest import mock
 
 import datasets
 import numpy as np
@@ -40,16 +40,7 @@ from hf_sslviews.modeling.common.queue import KeyQueue
 from hf_sslviews.modeling.mocov3 import MoCoV3Config
 from hf_sslviews.modeling.simsiam import SimSiamConfig, SimSiamForPreTraining
 from hf_sslviews.training.trainer import NonFiniteLossError, SSLTrainer, SSLTrainingArguments
-from hf_sslviews.views import (
-    APSViewTransform,
-    CLSAViewTransform,
-    ImageDecodeError,
-    MultiTaskViewTransform,
-    RandAugment,
-    ViewAugmentation,
-    decode_image,
-    two_view_transform,
-)
+from hf_sslviews.views import APSViewTransform, CLSAViewTransform, ImageDecodeError, MultiTaskViewTransform, RandAugment, ViewAugmentation, decode_image, two_view_transform
 
 # --------------------------------------------------------------------------------------------
 # Images made in memory

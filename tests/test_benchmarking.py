@@ -13,8 +13,8 @@ def test_write_report__json_round_trip_with_machine_info(tmp_path):
 
 def test_random_images_and_collated_views__the_batch_a_step_sees():
     import torch
-
     from benchmark_harness import collated_views, random_images
+
     from hf_sslviews.views import two_view_transform
 
     images = random_images(3, 24, seed=5)

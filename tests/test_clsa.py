@@ -11,14 +11,14 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForPreTraining
 
 import hf_sslviews.methods.clsa  # noqa: F401  (registers the recipe and the Auto classes)
-from hf_sslviews.training.callbacks import MomentumCallback
 from hf_sslviews.data.collator import ViewCollator
+from hf_sslviews.methods import get_recipe
 from hf_sslviews.modeling.clsa import CLSAConfig, CLSAForPreTraining
 from hf_sslviews.modeling.common import distributed
 from hf_sslviews.modeling.common.losses.distribution_divergence import ddm_loss
 from hf_sslviews.modeling.common.queue import KeyQueue
 from hf_sslviews.modeling.common.shuffle_bn import shuffle_bn_forward
-from hf_sslviews.methods import get_recipe
+from hf_sslviews.training.callbacks import MomentumCallback
 from hf_sslviews.training.trainer import SSLTrainer, SSLTrainingArguments
 from hf_sslviews.views.clsa import CLSAViewTransform
 

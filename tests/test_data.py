@@ -19,14 +19,7 @@ from safetensors.numpy import load_file
 
 from hf_sslviews.data import sources as data
 from hf_sslviews.data.image_folder import scan_image_folder
-from hf_sslviews.data.sources import (
-    FASHION_MNIST_CLASSES,
-    load_fashion_mnist_arrays,
-    load_image_dataset,
-    prepare_for_views,
-    read_idx,
-    split_train_eval,
-)
+from hf_sslviews.data.sources import FASHION_MNIST_CLASSES, load_fashion_mnist_arrays, load_image_dataset, prepare_for_views, read_idx, split_train_eval
 from hf_sslviews.views.base import ViewTransform
 
 from .helpers import load_script
@@ -194,6 +187,7 @@ def test_load_image_dataset__a_file_name_that_is_not_utf8_is_named(tmp_path):
         load_image_dataset(train_dir=str(root), cache_dir=str(tmp_path / "cache"))
 
 
+@pytest.mark.timeout(120)  # a regression would block on the FIFO: fail instead of hanging the suite
 def test_load_image_dataset__a_fifo_named_like_an_image_is_named_not_read(tmp_path):
     # Reading it would block forever.
     root = _pets(tmp_path / "pets")

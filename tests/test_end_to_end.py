@@ -79,8 +79,9 @@ def test_run_pretrain__export_loads_everywhere_and_resume_continues(tmp_path):
     assert features["logits_shape"] == [1, 10]
 
     # The same features from the trained model as hf_sslviews holds it.
-    import hf_sslviews  # noqa: F401
     from transformers import AutoConfig, AutoModelForPreTraining
+
+    import hf_sslviews  # noqa: F401
 
     assert AutoConfig.from_pretrained(out).model_type == "sslviews_byol"
     model = AutoModelForPreTraining.from_pretrained(out).eval()
@@ -101,7 +102,7 @@ def test_run_pretrain__export_loads_everywhere_and_resume_continues(tmp_path):
 def test_run_pretrain__help_documents_every_argument():
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "run_pretrain.py"), "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
-    for flag in ("--method", "--preset", "--backbone", "--backbone_kwargs", "--dataset_name", "--train_dir", "--image_column_name", "--knn_k", "--aps_chunks_per_batch", "--per_device_train_batch_size", "--resume_from_checkpoint", "--push_to_hub"):
+    for flag in ("--method", "--preset", "--backbone", "--backbone_kwargs", "--dataset_name", "--train_dir", "--image_column_name", "--knn_k", "--steps_per_batch", "--per_device_train_batch_size", "--resume_from_checkpoint", "--push_to_hub"):
         assert flag in result.stdout, flag
 
 
@@ -125,8 +126,8 @@ def test_run_pretrain__bad_arguments_fail_with_a_clear_message(args, message, tm
 
 
 def test_run_pretrain__another_backbone_drops_the_preset_sizes_and_says_so(caplog):
-    from hf_sslviews.runs.arguments import ModelArguments, build_config
     from hf_sslviews.methods import find_preset
+    from hf_sslviews.runs.arguments import ModelArguments, build_config
 
     recipe, preset = find_preset("byol_tiny")
     with caplog.at_level("WARNING", logger="hf_sslviews"):
@@ -178,8 +179,8 @@ def test_parse_args__json_arguments_file_with_null_keeps_the_default(tmp_path):
     ],
 )
 def test_build_config__override_typos_and_wrong_kinds_name_the_field(overrides, message):
-    from hf_sslviews.runs.arguments import ModelArguments, build_config
     from hf_sslviews.methods import find_preset
+    from hf_sslviews.runs.arguments import ModelArguments, build_config
 
     recipe, preset = find_preset("mocov3_tiny")
     with pytest.raises(ValueError, match=message):

@@ -37,7 +37,7 @@ def _run(method, tmp_path, max_steps, resume=None, **extra_args):
     args = SSLTrainingArguments(
         output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, max_steps=max_steps, learning_rate=1e-3,
         lr_scheduler_type="cosine", warmup_steps=2, logging_steps=1, save_steps=3, report_to="none", use_cpu=True,
-        seed=0, data_seed=0, aps_chunks_per_batch=chunks, dataloader_drop_last=True, **extra_args,
+        seed=0, data_seed=0, steps_per_batch=chunks, dataloader_drop_last=True, **extra_args,
     )
     trainer = SSLTrainer(model=model, args=args, train_dataset=dataset, data_collator=ViewCollator())
     trainer.train(resume_from_checkpoint=resume)

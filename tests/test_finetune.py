@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from transformers import EvalPrediction
 
 from hf_sslviews.data.sources import load_image_dataset
+from hf_sslviews.evaluation.features import eval_transform_for
 from hf_sslviews.evaluation.finetune import (
     ClassificationCollator,
     ClassificationTransform,
@@ -25,7 +26,6 @@ from hf_sslviews.evaluation.finetune import (
     soft_target_cross_entropy,
     train_transform_for,
 )
-from hf_sslviews.evaluation.features import eval_transform_for
 
 from .helpers import export_tiny_backbone, load_script, random_image_dataset
 

@@ -13,7 +13,8 @@ import torch
 from huggingface_hub import HfApi, ModelCard, RepoUrl, metadata_load
 
 import hf_sslviews  # noqa: F401  (registers the sslviews_* model types)
-from hf_sslviews.publish.hub import prepare_upload_folder, push_folder, push_run, retarget_card
+from hf_sslviews.publish.cards import retarget_card
+from hf_sslviews.publish.hub import prepare_upload_folder, push_folder, push_run
 
 from .helpers import load_script
 
@@ -289,8 +290,8 @@ def test_cards__image_folder_has_no_dataset_id():
 
 
 def test_cards__method_text_is_rendered_from_the_run_config():
-    from hf_sslviews.publish.cards import method_section
     from hf_sslviews.modeling.aps import APSConfig
+    from hf_sslviews.publish.cards import method_section
 
     config = APSConfig(backbone="vit_tiny_patch16_224", backbone_kwargs={"img_size": 32, "patch_size": 8, "depth": 1}, image_size=32,
                        projector_hidden_dim=96, projector_dim=24, predictor_hidden_dim=80)

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-
 from transformers import TrainerCallback
 
 from hf_sslviews.data.collator import ViewCollator

@@ -5,7 +5,10 @@ default) with the backbone shrunk to one narrow block:
 
 - the views' output keys are arguments of the model's ``forward``;
 - two ``SSLTrainer`` steps on CPU move the weights, and the loss is finite;
-- ``save_pretrained`` / ``AutoModelForPreTraining.from_pretrained`` gives back every tensor;
+- ``save_pretrained`` / ``AutoModelForPreTraining.from_pretrained`` gives back every tensor, and in a
+  clean process ``import hf_sslviews`` is all a checkpoint needs: no view, data, training or method
+  registry code is imported to load it;
+- the method registry and the Auto-class registration (``hf_sslviews.modeling``) agree;
 - the exported backbone loads with ``transformers.AutoModel`` in a process that never imports
   hf_sslviews, and gives the online backbone's features (one process for every method);
 - the model card renders with the method's title and citation.
@@ -24,9 +27,9 @@ import torch
 from transformers import AutoModelForPreTraining
 
 from hf_sslviews.data.collator import ViewCollator
-from hf_sslviews.publish.export import export_backbone
-from hf_sslviews.publish.cards import method_section, render_model_card
 from hf_sslviews.methods import RECIPES
+from hf_sslviews.publish.cards import method_section, render_model_card
+from hf_sslviews.publish.export import export_backbone
 from hf_sslviews.training.trainer import SSLTrainer, SSLTrainingArguments
 
 from .helpers import random_image_dataset
@@ -100,6 +103,37 @@ def test_contract__save_and_reload_every_tensor(trained):
     original, loaded = model.state_dict(), reloaded.state_dict()
     assert original.keys() == loaded.keys()
     assert all(torch.equal(original[key], loaded[key]) for key in original), name
+
+
+def test_contract__registry_and_auto_classes_agree():
+    from hf_sslviews.modeling import PRETRAINING_MODELS
+
+    assert sorted(PRETRAINING_MODELS) == sorted(recipe.config_class.model_type for recipe in RECIPES.values())
+    for recipe in RECIPES.values():
+        assert PRETRAINING_MODELS[recipe.config_class.model_type] == (recipe.config_class, recipe.model_class), recipe.name
+
+
+def test_contract__checkpoints_load_in_a_clean_process_without_view_or_training_code(tmp_path):
+    folders = {}
+    for name in METHODS:
+        _, _, model = _small(name)
+        model.save_pretrained(tmp_path / name)
+        folders[name] = str(tmp_path / name)
+    code = (
+        "import json, sys\n"
+        "import hf_sslviews\n"
+        "from transformers import AutoModelForPreTraining\n"
+        f"folders = {folders!r}\n"
+        "report = {name: type(AutoModelForPreTraining.from_pretrained(folder)).__name__ for name, folder in folders.items()}\n"
+        "report['__imported__'] = sorted({m.split('.')[1] for m in sys.modules if m.startswith('hf_sslviews.')})\n"
+        "print(json.dumps(report))\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report.pop("__imported__") == ["modeling"]
+    assert report == {name: RECIPES[name].model_class.__name__ for name in METHODS}
 
 
 def test_contract__every_export_loads_with_automodel_in_one_clean_process(tmp_path):

@@ -5,11 +5,11 @@ import torch
 from transformers import AutoConfig, AutoModelForPreTraining
 
 import hf_sslviews.methods.mulan as mulan_recipe  # noqa: F401  (registers the recipe and the Auto classes)
-from hf_sslviews.training.callbacks import MomentumCallback
 from hf_sslviews.data.collator import ViewCollator
+from hf_sslviews.methods import RECIPES
 from hf_sslviews.modeling.common.losses import byol_loss, info_nce_loss, negative_cosine_loss
 from hf_sslviews.modeling.mulan import MulanConfig, MulanForPreTraining, mulan_pairs
-from hf_sslviews.methods import RECIPES
+from hf_sslviews.training.callbacks import MomentumCallback
 from hf_sslviews.training.trainer import SSLTrainer, SSLTrainingArguments
 
 from .helpers import random_image_dataset

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hf_sslviews.runs.pretrain import parse_args
 from hf_sslviews.methods import RECIPES, find_preset
+from hf_sslviews.runs.pretrain import parse_args
 
 
 def _parsed(preset: str):

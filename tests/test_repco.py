@@ -8,13 +8,7 @@ import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForPreTraining
 
 import hf_sslviews.methods.repco  # noqa: F401  (registers the recipe and the Auto classes)
-from hf_sslviews.modeling.repco import (
-    RepCoConfig,
-    RepCoForPreTraining,
-    grid_chebyshev_distance,
-    multi_positive_info_nce,
-    select_patch_pairs,
-)
+from hf_sslviews.modeling.repco import RepCoConfig, RepCoForPreTraining, grid_chebyshev_distance, multi_positive_info_nce, select_patch_pairs
 from hf_sslviews.modeling.repco.modeling_repco import moco_queue_loss, pooled_and_cells
 
 SMALL_HEADS = dict(projector_hidden_dim=32, projector_dim=16, dense_hidden_dim=32, dense_dim=16, queue_size=64)

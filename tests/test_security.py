@@ -25,9 +25,9 @@ from transformers import AutoModel, AutoModelForPreTraining
 
 import hf_sslviews  # noqa: F401  (registers the Auto classes)
 from hf_sslviews.data.collator import ViewCollator
+from hf_sslviews.modeling.mocov3 import MoCoV3Config, MoCoV3ForPreTraining
 from hf_sslviews.publish.export import export_backbone
 from hf_sslviews.publish.loading import load_pretraining_model
-from hf_sslviews.modeling.mocov3 import MoCoV3Config, MoCoV3ForPreTraining
 from hf_sslviews.training.trainer import SSLTrainer, SSLTrainingArguments
 
 from .conftest import TINY_VIT
@@ -178,9 +178,9 @@ def test_load_pretraining_model__not_strict_loads_the_matching_part(saved, tmp_p
 
 def test_run_pretrain__model_name_or_path_with_an_edited_depth_is_refused(saved, tmp_path):
     # Was: the other (deeper, partly random) model trained silently.
+    from hf_sslviews.methods import find_preset
     from hf_sslviews.runs.arguments import ModelArguments
     from hf_sslviews.runs.pretrain import build_model
-    from hf_sslviews.methods import find_preset
 
     folder = _copy(saved, tmp_path)
     config = json.loads((folder / "config.json").read_text())

@@ -7,9 +7,9 @@ import timm
 import torch
 from safetensors.torch import load_file
 
+from hf_sslviews.methods import find_preset
 from hf_sslviews.runs.arguments import ModelArguments, config_and_starting_weights
 from hf_sslviews.runs.pretrain import build_model
-from hf_sslviews.methods import find_preset
 from hf_sslviews.runs.starting_weights import starting_weights
 
 from .helpers import export_tiny_backbone
@@ -65,8 +65,8 @@ def test_hf_hub__records_the_repo_as_base_model(exported, monkeypatch):
     assert model.config.base_model == "org/start"
     weights = load_file(str(exported / "model.safetensors"))
     assert all(torch.equal(model.backbone.model.state_dict()[name], tensor) for name, tensor in weights.items())
-    from hf_sslviews.publish.cards import render_model_card
     from hf_sslviews.methods import get_recipe
+    from hf_sslviews.publish.cards import render_model_card
 
     card = render_model_card(model, get_recipe("byol"), "byol_tiny", repo_id="me/adapted", dataset="x", budget="1 step", base_model=model.config.base_model)
     assert card.data.base_model == "org/start"

@@ -6,8 +6,8 @@ import torch
 
 from hf_sslviews.data.collator import ViewCollator
 from hf_sslviews.data.sources import load_image_dataset
+from hf_sslviews.data.streaming import attach_views, configure_streaming
 from hf_sslviews.modeling.mocov3 import MoCoV3Config, MoCoV3ForPreTraining
-from hf_sslviews.data.streaming import configure_streaming, streaming_views
 from hf_sslviews.training.trainer import SSLTrainer, SSLTrainingArguments
 from hf_sslviews.views import two_view_transform
 
@@ -36,7 +36,7 @@ def test_streaming_views__streamed_parquet_trains_two_steps(parquet_dir, tmp_pat
     assert isinstance(stream, datasets.IterableDataset)
     args = _args(tmp_path)
     configure_streaming(args)
-    train = streaming_views(stream, two_view_transform(size=32, scale=(0.3, 1.0)), args.max_steps, world_size=args.world_size)
+    train = attach_views(stream, two_view_transform(size=32, scale=(0.3, 1.0)), args.max_steps, world_size=args.world_size)
     assert isinstance(train, datasets.IterableDataset)
     torch.manual_seed(0)
     model = MoCoV3ForPreTraining(MoCoV3Config(**tiny_vit_kwargs, projector_hidden_dim=32, projector_dim=16))
@@ -52,7 +52,7 @@ def test_streaming_views__streamed_parquet_trains_two_steps(parquet_dir, tmp_pat
 
 def test_streaming_views__rows_are_view_tensors_without_source_columns(parquet_dir):
     stream = load_image_dataset(dataset_name=str(parquet_dir), split="train", streaming=True)
-    train = streaming_views(stream, two_view_transform(size=32, scale=(0.3, 1.0)), max_steps=1)
+    train = attach_views(stream, two_view_transform(size=32, scale=(0.3, 1.0)), max_steps=1)
     row = next(iter(train))
     assert set(row) == {"pixel_values_1", "pixel_values_2", "image_ok"}
     assert isinstance(row["pixel_values_1"], torch.Tensor) and row["pixel_values_1"].shape == (3, 32, 32)
@@ -63,7 +63,7 @@ def test_streaming_views__rows_are_view_tensors_without_source_columns(parquet_d
 def test_streaming_views__streaming_without_max_steps_raises(parquet_dir, max_steps):
     stream = load_image_dataset(dataset_name=str(parquet_dir), split="train", streaming=True)
     with pytest.raises(ValueError, match="--max_steps"):
-        streaming_views(stream, two_view_transform(size=32), max_steps)
+        attach_views(stream, two_view_transform(size=32), max_steps)
 
 
 def test_configure_streaming__without_max_steps_raises(tmp_path):
@@ -84,12 +84,12 @@ def test_configure_streaming__each_process_reads_its_own_batches(tmp_path):
 def test_streaming_views__missing_image_column_is_named(parquet_dir):
     stream = load_image_dataset(dataset_name=str(parquet_dir), split="train", streaming=True).rename_column("image", "img")
     with pytest.raises(ValueError, match="image column 'image' not found"):
-        streaming_views(stream, two_view_transform(size=32), max_steps=2)
+        attach_views(stream, two_view_transform(size=32), max_steps=2)
 
 
 def test_streaming_views__map_style_dataset_gets_with_transform(parquet_dir):
     dataset = load_image_dataset(dataset_name=str(parquet_dir), split="train")
-    train = streaming_views(dataset, two_view_transform(size=32, scale=(0.3, 1.0)), max_steps=None)
+    train = attach_views(dataset, two_view_transform(size=32, scale=(0.3, 1.0)), max_steps=None)
     assert isinstance(train, datasets.Dataset) and len(train) == 16
     assert train[0]["pixel_values_2"].shape == (3, 32, 32)
 
@@ -101,6 +101,6 @@ def test_streaming_views__reshards_for_several_processes(tmp_path):
     random_image_dataset(8).cast_column("image", datasets.Image()).to_parquet(str(folder / "train.parquet"), batch_size=2)
     stream = datasets.load_dataset("parquet", data_files={"train": str(folder / "train.parquet")}, split="train", streaming=True)
     assert stream.num_shards == 1
-    train = streaming_views(stream, two_view_transform(size=32), max_steps=2, world_size=2)
+    train = attach_views(stream, two_view_transform(size=32), max_steps=2, world_size=2)
     assert train.num_shards >= 2
     assert sum(1 for _ in train) == 8  # nothing lost by resharding

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from hf_sslviews.training.callbacks import MomentumCallback
 from hf_sslviews.data.collator import ViewCollator
 from hf_sslviews.modeling.mocov3 import MoCoV3Config, MoCoV3ForPreTraining
 from hf_sslviews.modeling.simsiam import SimSiamConfig, SimSiamForPreTraining
+from hf_sslviews.training.callbacks import MomentumCallback
 from hf_sslviews.training.trainer import BadImageFractionError, NonFiniteLossError, SSLTrainer, SSLTrainingArguments
 from hf_sslviews.views import two_view_transform
 

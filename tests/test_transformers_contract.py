@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import inspect
 
+import accelerate
 import pytest
+import torch
 import transformers.trainer as hf_trainer
 from transformers import Trainer
 
@@ -47,11 +49,22 @@ def test_trainer__private_members_we_use_still_exist(name):
 
 
 def test_trainer__resume_goes_through_the_module_level_skip_first_batches():
-    # The Trainer calls this module-level name when it resumes mid-epoch; hf_sslviews routes its
-    # APS chunk loader through it. If the Trainer stopped using the name, APS resume would skip
+    # The Trainer calls this module-level name when it resumes mid-epoch; SSLTrainer.train routes
+    # its APS chunk loader through it. If the Trainer stopped using the name, APS resume would skip
     # loaded batches instead of chunks.
-    source = inspect.getsource(hf_trainer.Trainer)
-    assert "skip_first_batches(" in source
-    from hf_sslviews.training import repeated_batches as chunk_steps
+    assert "skip_first_batches(" in inspect.getsource(hf_trainer.Trainer)
+    assert hf_trainer.skip_first_batches is accelerate.skip_first_batches
 
-    assert hf_trainer.skip_first_batches is chunk_steps._skip_first_batches
+
+def test_trainer__chunk_routing_is_scoped_to_ssltrainer_train():
+    from hf_sslviews.training.repeated_batches import ChunkRepeatingLoader, chunk_aware_resume
+
+    stock = hf_trainer.skip_first_batches
+    loader = ChunkRepeatingLoader(torch.utils.data.DataLoader([{"x": 0}, {"x": 1}, {"x": 2}], batch_size=1), chunks=4)
+    with chunk_aware_resume():
+        resumed = hf_trainer.skip_first_batches(loader, 6)  # 1 whole batch + 2 chunks of the next
+        assert [(int(batch["x"]), batch["chunk_index"]) for batch in resumed] == [(1, 2), (1, 3), (2, 0), (2, 1), (2, 2), (2, 3)]
+        with pytest.raises(RuntimeError):
+            with chunk_aware_resume():
+                raise RuntimeError("a failed train() restores the name too")
+    assert hf_trainer.skip_first_batches is stock

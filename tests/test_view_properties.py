@@ -18,16 +18,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from hf_sslviews.data.collator import ViewCollator
-from hf_sslviews.views import (
-    RANDAUGMENT_OPS,
-    APSViewTransform,
-    CLSAViewTransform,
-    MultiTaskViewTransform,
-    RandAugment,
-    cutout_box,
-    sample_crop_box,
-    two_view_transform,
-)
+from hf_sslviews.views import RANDAUGMENT_OPS, APSViewTransform, CLSAViewTransform, MultiTaskViewTransform, RandAugment, cutout_box, sample_crop_box, two_view_transform
 from hf_sslviews.views.base import IMAGENET_MEAN, IMAGENET_STD
 
 # Few examples, no deadline: 2 shared CPU cores, and the first call of an op is slow.

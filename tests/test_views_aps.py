@@ -10,13 +10,7 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as F
 
-from hf_sslviews.views.aps import (
-    APSViewTransform,
-    kept_patch_overlap,
-    patch_coverage,
-    selective_patch_indices,
-    sparse_patch_chunks,
-)
+from hf_sslviews.views.aps import APSViewTransform, kept_patch_overlap, patch_coverage, selective_patch_indices, sparse_patch_chunks
 from hf_sslviews.views.augment import ViewAugmentation, color_jitter_float, sample_crop_box
 
 

@@ -13,15 +13,7 @@ from torchvision.transforms.v2 import functional as F
 
 from hf_sslviews.data.collator import ViewCollator
 from hf_sslviews.views.clsa import CLSA_PRESETS, CLSAViewTransform
-from hf_sslviews.views.randaugment import (
-    RANDAUGMENT_OPS,
-    RANDAUGMENT_POOLS,
-    OpDraw,
-    RandAugment,
-    enhance_factor,
-    posterize_bits,
-    solarize_threshold,
-)
+from hf_sslviews.views.randaugment import RANDAUGMENT_OPS, RANDAUGMENT_POOLS, OpDraw, RandAugment, enhance_factor, posterize_bits, solarize_threshold
 
 # ----------------------------------------------------------------------------- helpers
 

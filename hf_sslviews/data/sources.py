@@ -37,8 +37,8 @@ import numpy as np
 from PIL import Image
 from safetensors.numpy import load_file
 
-from .image_folder import check_image_folder
 from ..views.base import SAMPLE_INDEX_COLUMN
+from .image_folder import check_image_folder
 
 logger = logging.getLogger(__name__)
 

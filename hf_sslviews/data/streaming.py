@@ -1,4 +1,4 @@
-"""Views on a streaming dataset: turn a ``datasets.IterableDataset`` into Trainer input.
+"""Attach views to a training split, streaming or not: what the Trainer iterates.
 
 ``with_transform`` does not exist for a ``datasets.IterableDataset``; its lazy ``map`` does the
 same job: the view transform runs on each batch of examples as they are read, and the tensors it
@@ -13,7 +13,7 @@ splits it across processes: with ``dispatch_batches=False`` each process keeps i
 (``dispatch_batches=True``) process 0 reads, decodes and makes the views of every batch and sends
 slices to the others. Calling ``datasets.distributed.split_dataset_by_node`` as well would split
 twice (each process would see a quarter of the data on two processes, or rank 0 only its half
-under dispatching), so :func:`streaming_views` does not, and :func:`configure_streaming`
+under dispatching), so :func:`attach_views` does not, and :func:`configure_streaming`
 chooses ``dispatch_batches=False``: each process reads its own files and makes its own views,
 which is what scales. :func:`split_for_process` is there for loops without the Trainer.
 """
@@ -40,7 +40,7 @@ def _require_max_steps(max_steps: Optional[int]) -> None:
         )
 
 
-def streaming_views(
+def attach_views(
     dataset: AnyDataset,
     transform: Callable[[dict], dict],
     max_steps: Optional[int],
@@ -131,4 +131,4 @@ def split_for_process(dataset: datasets.IterableDataset, rank: int, world_size: 
     return split_dataset_by_node(dataset, rank=rank, world_size=world_size)
 
 
-__all__ = ["configure_streaming", "split_for_process", "streaming_views"]
+__all__ = ["configure_streaming", "split_for_process", "attach_views"]

@@ -22,7 +22,6 @@ from typing import Any, Callable, Optional
 from transformers import TrainerCallback
 
 from .features import eval_transform_for, extract_features
-
 from .knn import knn_accuracy
 
 logger = logging.getLogger(__name__)
@@ -31,15 +30,10 @@ logger = logging.getLogger(__name__)
 def eval_transform_for_config(config) -> Callable:
     """The evaluation transform an export of this pretraining config gets: resize, centre crop, normalise.
 
-    Built from ``config.image_size`` / ``image_mean`` / ``image_std`` with the data config
-    :func:`~hf_sslviews.publish.export.export_backbone` writes (bicubic, ``crop_pct=1``), so the monitor sees
-    exactly what ``run_knn_eval.py`` on the exported backbone will see.
+    The data config is the one the export writes (``config.export_data_config()``), so the monitor
+    sees exactly what ``run_knn_eval.py`` on the exported backbone will see.
     """
-    size = int(config.image_size)
-    return eval_transform_for({
-        "input_size": (3, size, size), "mean": tuple(config.image_mean), "std": tuple(config.image_std),
-        "interpolation": "bicubic", "crop_pct": 1.0, "crop_mode": "center",
-    })
+    return eval_transform_for(config.export_data_config())
 
 
 def _first(dataset, limit: Optional[int]):

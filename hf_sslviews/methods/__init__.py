@@ -1,26 +1,27 @@
-"""The registry of methods: ``--method`` names, their presets, and Auto-class registration.
+"""The registry of methods: ``--method`` names, their presets and view builders.
 
-Each method lives in its own module here and adds itself with :func:`register_recipe`.
+Each method lives in its own module here and adds itself with :func:`register_recipe`. The Auto
+classes are registered by :mod:`hf_sslviews.modeling` (loading a checkpoint needs no recipe).
 """
 
 from __future__ import annotations
 
-from transformers import AutoConfig, AutoModelForPreTraining
-
+from ..modeling import PRETRAINING_MODELS
 from .base import MethodRecipe, Preset
 
 RECIPES: dict[str, MethodRecipe] = {}
 
 
 def register_recipe(recipe: MethodRecipe) -> MethodRecipe:
-    """Add a method and register its config and model with transformers' Auto classes."""
+    """Add a method: its name, presets and views, for the config and model ``modeling`` registered."""
+    registered = PRETRAINING_MODELS.get(recipe.config_class.model_type)
+    if registered != (recipe.config_class, recipe.model_class):
+        raise ValueError(
+            f"method {recipe.name!r}: {recipe.config_class.__name__} / {recipe.model_class.__name__} are not the classes "
+            f"hf_sslviews.modeling registered for {recipe.config_class.model_type!r} ({registered}); "
+            f"export them from modeling/{recipe.name}/__init__.py"
+        )
     RECIPES[recipe.name] = recipe
-    model_type = recipe.config_class.model_type
-    try:
-        AutoConfig.register(model_type, recipe.config_class)
-        AutoModelForPreTraining.register(recipe.config_class, recipe.model_class)
-    except ValueError:
-        pass  # already registered (module reloaded)
     return recipe
 
 

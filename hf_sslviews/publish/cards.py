@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Optional
 
 import jinja2
-
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from ..methods import RECIPES, get_recipe
+from .run_folder import RunRecord, read_json
+
 
 def method_title(method: str) -> str:
     """The method's title as its recipe spells it (``"MoCo v3"``), else its ``--method`` name."""
-    from ..methods import RECIPES
-
     recipe = RECIPES.get(method)
     return recipe.title if recipe is not None and recipe.title else method
 
@@ -125,4 +128,125 @@ def render_model_card(
         config_json=json.dumps(config.to_diff_dict(), indent=2, default=str),
         method_section=method_section(method, config),
         citation=recipe.citation,
+    )
+
+
+# ---------------------------------------------------------------------------- cards of a saved run
+
+
+def card_repo_id(card: ModelCard) -> Optional[str]:
+    """The repo id a card was rendered for: its metadata ``model_name``, else its snippets' id."""
+    if card.data.model_name:
+        return card.data.model_name
+    match = re.search(r'from_pretrained\("([^"]+)"', card.text)
+    return match.group(1) if match else None
+
+
+def retarget_card(card_text: str, repo_id: str) -> str:
+    """Re-point a rendered card at ``repo_id`` without the model: metadata, title and snippets.
+
+    Used when the full pretraining model is not at hand to re-render the card
+    (:func:`render_run_card` does that when it is).
+    """
+    card = ModelCard(card_text)
+    old = card_repo_id(card)
+    card.data.model_name = repo_id
+    if old and old != repo_id:
+        old_title, new_title = f"# {old.split('/')[-1]}", f"# {repo_id.split('/')[-1]}"
+        # The id stands alone (in quotes, after "hf-hub:"): never rewrite it inside a longer name.
+        standalone = re.compile(rf"(?<![\w./-]){re.escape(old)}(?![\w./-])")
+        lines = [new_title if line == old_title else standalone.sub(repo_id, line) for line in card.text.split("\n")]
+        card.text = "\n".join(lines)
+    return str(card)
+
+
+def default_repo_id(config) -> str:
+    """``<method>-<backbone>``: the local name ``run_pretrain.py`` uses without ``--hub_model_id``."""
+    get = config.get if isinstance(config, dict) else lambda key: getattr(config, key)
+    return f"{str(get('model_type')).removeprefix('sslviews_')}-{get('backbone')}"
+
+
+def read_run_metadata(model_dir: str | os.PathLike) -> dict:
+    """Preset, data set label, kNN results and training budget of a run or one of its checkpoints.
+
+    From the run's :class:`~hf_sslviews.publish.run_folder.RunRecord` and, for a checkpoint,
+    ``trainer_state.json``.
+    """
+    model_dir = Path(model_dir)
+    record = RunRecord.read(model_dir)
+    data = record.data
+    dataset_id, dataset = dataset_reference(data.get("dataset_name"), data.get("train_dir")) if data else (None, "not recorded")
+    state = read_json(model_dir / "trainer_state.json")
+    if state:
+        budget = f"{state.get('global_step')} optimizer steps ({float(state.get('epoch') or 0):.2f} epochs) at batch {state.get('train_batch_size')} per device"
+    elif "epoch" in record.results.get("train", {}):
+        budget = f"{float(record.results['train']['epoch']):.2f} epochs"
+    else:
+        budget = "not recorded"
+    return {"preset": record.preset, "dataset": dataset, "dataset_id": dataset_id, "knn": record.knn, "knn_k": record.knn_k, "budget": budget}
+
+
+def render_run_card(model, model_dir: str | os.PathLike, repo_id: str, existing_card: Optional[str] = None) -> ModelCard:
+    """The backbone card of a saved run (``render_model_card`` with what the run's files record).
+
+    Args:
+        model: the ``<M>ForPreTraining`` loaded from ``model_dir``.
+        model_dir: the run's output folder or one of its ``checkpoint-N`` folders.
+        repo_id: the repo id the card names.
+        existing_card: a card rendered earlier for this model; its budget line is kept (the output
+            folder itself does not record the number of steps).
+    """
+    recipe = get_recipe(model.config.model_type.removeprefix("sslviews_"))
+    meta = read_run_metadata(model_dir)
+    budget = meta["budget"]
+    if existing_card:
+        match = re.search(r"^- Budget: (.+)$", existing_card, flags=re.MULTILINE)
+        budget = match.group(1) if match else budget
+    return render_model_card(
+        model, recipe, meta["preset"] or recipe.default_preset, repo_id=repo_id, dataset=meta["dataset"],
+        budget=budget, knn=meta["knn"], knn_k=meta["knn_k"], dataset_id=meta["dataset_id"], base_model=getattr(model.config, "base_model", None),
+    )
+
+
+
+
+def render_pretraining_card(config: dict, repo_id: str, backbone_repo_id: str, record: RunRecord) -> ModelCard:
+    """The card of a full pretraining checkpoint repo: what it is, that it needs ``import hf_sslviews``."""
+    method = str(config["model_type"]).removeprefix("sslviews_")
+    try:
+        citation = get_recipe(method).citation
+    except (KeyError, ValueError):
+        citation = ""
+    meta = {"dataset": "not recorded", "dataset_id": None, "preset": None, "knn": record.knn, "knn_k": record.knn_k}
+    if record.arguments:
+        meta["dataset_id"], meta["dataset"] = dataset_reference(record.data.get("dataset_name"), record.data.get("train_dir"))
+        meta["preset"] = record.arguments.get("model", {}).get("preset")
+    dataset = meta["dataset"]
+    knn = meta["knn"]
+    eval_results = knn_eval_results(knn, meta["knn_k"], meta["dataset_id"], dataset, task_name="kNN classification of the backbone")
+    card_data = ModelCardData(
+        # Not "transformers": the Hub's transformers snippet (plain AutoModel) cannot load this checkpoint.
+        library_name="hf-sslviews",
+        license="apache-2.0",
+        tags=["self-supervised-learning", "hf-sslviews", method, "pretraining-checkpoint", "timm", "transformers"],
+        datasets=[meta["dataset_id"]] if meta["dataset_id"] else None,
+        model_name=repo_id,
+        eval_results=eval_results,
+    )
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(resources.files("hf_sslviews.model_cards") / "pretraining_checkpoint.md"),
+        model_name=repo_id.split("/")[-1],
+        repo_id=repo_id,
+        backbone_repo_id=backbone_repo_id,
+        backbone=config.get("backbone"),
+        method=method,
+        method_title=method_title(method),
+        model_type=config["model_type"],
+        model_class=(config.get("architectures") or ["the method's ForPreTraining model"])[0],
+        knn=knn,
+        knn_k=meta["knn_k"],
+        dataset=dataset,
+        preset=meta["preset"] or "not recorded",
+        citation=citation,
     )

@@ -14,10 +14,14 @@ import os
 from pathlib import Path
 from typing import Optional
 
+from huggingface_hub import ModelCard
 from timm.models._hub import save_for_hf
 
 from .. import __version__
 from ..atomic import atomic_directory
+from .cards import card_repo_id, default_repo_id, render_run_card
+from .loading import load_pretraining_model
+from .run_folder import check_not_inside, is_pretraining_folder
 
 
 def _clean_config(config: dict) -> dict:
@@ -45,14 +49,7 @@ def export_backbone(model, output_dir: str | os.PathLike, model_card: Optional[s
     """
     config = model.config
     timm_model = model.backbone.model
-    data_config = dict(
-        input_size=(3, config.image_size, config.image_size),
-        mean=tuple(config.image_mean),
-        std=tuple(config.image_std),
-        interpolation="bicubic",
-        crop_pct=1.0,
-        crop_mode="center",
-    )
+    data_config = config.export_data_config()
     was_training = timm_model.training
     timm_model.eval()
     try:
@@ -67,3 +64,27 @@ def export_backbone(model, output_dir: str | os.PathLike, model_card: Optional[s
     finally:
         timm_model.train(was_training)
     return Path(output_dir)
+
+
+def export_run_backbone(model_name_or_path: str | os.PathLike, output_dir: Optional[str | os.PathLike] = None, repo_id: Optional[str] = None) -> Path:
+    """Export the backbone of a saved run (or ``checkpoint-N``) with a rendered model card.
+
+    Args:
+        model_name_or_path: a ``run_pretrain.py`` output folder or one of its ``checkpoint-N``.
+        output_dir: the backbone folder to write (replaced whole); default ``<model_name_or_path>/backbone``.
+        repo_id: the repo id the card names; default: the id of the card already in ``output_dir``,
+            else ``<method>-<backbone>``.
+    """
+    source = Path(model_name_or_path)
+    output_dir = Path(output_dir) if output_dir is not None else source / "backbone"
+    check_not_inside(output_dir, source)
+    if not is_pretraining_folder(source):
+        raise FileNotFoundError(f"{source} holds no hf_sslviews pretraining model (config.json with an sslviews_* model_type)")
+    # Strict: an edited config.json or weights missing a part would export a partly random backbone.
+    model = load_pretraining_model(source).eval()
+    existing = (output_dir / "README.md").read_text() if (output_dir / "README.md").is_file() else None
+    repo_id = repo_id or (card_repo_id(ModelCard(existing)) if existing else None) or default_repo_id(model.config)
+    # A card in a backbone folder elsewhere may describe another run: keep its budget line only when it is this run's.
+    same_run = existing is not None and output_dir.resolve() == (source / "backbone").resolve()
+    card = render_run_card(model, source, repo_id, existing_card=existing if same_run else None)
+    return export_backbone(model, output_dir, model_card=str(card))

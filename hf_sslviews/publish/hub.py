@@ -26,18 +26,20 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from huggingface_hub import CommitInfo, HfApi, ModelCard, ModelCardData
+from huggingface_hub import CommitInfo, HfApi, ModelCard
 
 from ..atomic import atomic_directory
+from .cards import card_repo_id, default_repo_id, render_pretraining_card, render_run_card, retarget_card
+from .loading import load_pretraining_model
+from .run_folder import ARGUMENTS_FILE, CHECKPOINT_NAME, RESULTS_FILE, RunRecord, check_not_inside, is_backbone_folder, is_pretraining_folder
 
 logger = logging.getLogger("hf_sslviews")
 
 BACKBONE_REQUIRED = ("config.json", "model.safetensors")
 # Everything a pretraining repo receives (weights may also be sharded: model-0000x-of-0000y.safetensors).
-PRETRAINING_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", "run_args.json", "results.json")
+PRETRAINING_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", ARGUMENTS_FILE, RESULTS_FILE)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 _SHARD = re.compile(r"model-\d+-of-\d+\.safetensors")
-_CHECKPOINT = re.compile(r"checkpoint-\d+")
 
 
 # ---------------------------------------------------------------------------- staging
@@ -82,7 +84,7 @@ def prepare_upload_folder(
         files, card = _pretraining_files_and_card(output_dir, repo_id, backbone_repo_id)
     else:
         raise ValueError(f"kind must be 'backbone' or 'pretraining', got {kind!r}")
-    _check_not_inside(staging_dir, output_dir)
+    check_not_inside(staging_dir, output_dir)
     with atomic_directory(staging_dir) as tmp:
         for path in files:
             shutil.copy2(path, tmp / path.name)
@@ -92,7 +94,7 @@ def prepare_upload_folder(
 
 
 def _backbone_files_and_card(output_dir: Path, repo_id: Optional[str]) -> tuple[list[Path], Optional[str]]:
-    if _is_backbone_folder(output_dir):
+    if is_backbone_folder(output_dir):
         backbone_dir, run_dir = output_dir, None
     else:
         backbone_dir, run_dir = output_dir / "backbone", output_dir
@@ -111,12 +113,10 @@ def _backbone_files_and_card(output_dir: Path, repo_id: Optional[str]) -> tuple[
     files = [path for path in sorted(backbone_dir.iterdir()) if path.is_file() and not path.name.startswith(".") and path.name != "README.md"]
     card_path = backbone_dir / "README.md"
     card_text = card_path.read_text() if card_path.is_file() else None
-    full_model = run_dir is not None and _is_pretraining_folder(run_dir)
+    full_model = run_dir is not None and is_pretraining_folder(run_dir)
     if card_text is not None and (repo_id is None or card_repo_id(ModelCard(card_text)) == repo_id):
         return files, card_text
     if full_model:
-        from .loading import load_pretraining_model
-
         # The card's numbers come from the run's files; re-rendering keeps them and changes the id.
         model = load_pretraining_model(run_dir)
         target = repo_id or (card_repo_id(ModelCard(card_text)) if card_text else None) or default_repo_id(model.config)
@@ -130,7 +130,7 @@ def _backbone_files_and_card(output_dir: Path, repo_id: Optional[str]) -> tuple[
 
 
 def _pretraining_files_and_card(output_dir: Path, repo_id: Optional[str], backbone_repo_id: Optional[str]) -> tuple[list[Path], str]:
-    if not _is_pretraining_folder(output_dir):
+    if not is_pretraining_folder(output_dir):
         raise FileNotFoundError(
             f"{output_dir} holds no full pretraining model (a config.json with an sslviews_* model_type): "
             "pass the --output_dir of a run_pretrain.py run or one of its checkpoint-N folders"
@@ -138,7 +138,7 @@ def _pretraining_files_and_card(output_dir: Path, repo_id: Optional[str], backbo
     files, skipped = [], []
     for path in sorted(output_dir.iterdir()):
         if path.is_dir():
-            if _CHECKPOINT.fullmatch(path.name):
+            if CHECKPOINT_NAME.fullmatch(path.name):
                 skipped.append(f"{path.name}/ (intermediate checkpoint with optimizer state)")
             elif path.name == "backbone":
                 skipped.append("backbone/ (it is pushed as its own repo)")
@@ -161,19 +161,9 @@ def _pretraining_files_and_card(output_dir: Path, repo_id: Optional[str], backbo
     if skipped:
         logger.info("not uploaded from %s: %s", output_dir, ", ".join(skipped))
     config = json.loads((output_dir / "config.json").read_text())
-    run_args, results = _read_json(output_dir / "run_args.json"), _read_json(output_dir / "results.json")
     repo_id = repo_id or f"{default_repo_id(config)}-pretraining"
     backbone_repo_id = backbone_repo_id or repo_id.removesuffix("-pretraining")
-    return files, str(render_pretraining_card(config, repo_id, backbone_repo_id, run_args, results))
-
-
-def _is_backbone_folder(path: Path) -> bool:
-    config = _read_json(path / "config.json")
-    return "architecture" in config and "model_type" not in config
-
-
-def _is_pretraining_folder(path: Path) -> bool:
-    return str(_read_json(path / "config.json").get("model_type", "")).startswith("sslviews_")
+    return files, str(render_pretraining_card(config, repo_id, backbone_repo_id, RunRecord.read(output_dir)))
 
 
 def _refuse_pickles(folder: Path) -> None:
@@ -183,213 +173,6 @@ def _refuse_pickles(folder: Path) -> None:
             f"{folder} contains pickle files {pickles}: hf_sslviews writes and uploads safetensors only "
             "(a pickle runs code when loaded). Remove them, or re-export the folder with scripts/export_backbone.py"
         )
-
-
-def _check_not_inside(staging_dir: Path, output_dir: Path) -> None:
-    staging, source = staging_dir.resolve(), output_dir.resolve()
-    if staging == source or staging in source.parents:
-        raise ValueError(f"the staging / dry-run folder {staging_dir} would replace the run folder {output_dir}: pick another folder")
-
-
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-# ---------------------------------------------------------------------------- cards
-
-
-def card_repo_id(card: ModelCard) -> Optional[str]:
-    """The repo id a card was rendered for: its metadata ``model_name``, else its snippets' id."""
-    if card.data.model_name:
-        return card.data.model_name
-    match = re.search(r'from_pretrained\("([^"]+)"', card.text)
-    return match.group(1) if match else None
-
-
-def retarget_card(card_text: str, repo_id: str) -> str:
-    """Re-point a rendered card at ``repo_id`` without the model: metadata, title and snippets.
-
-    Used when the full pretraining model is not at hand to re-render the card
-    (:func:`render_run_card` does that when it is).
-    """
-    card = ModelCard(card_text)
-    old = card_repo_id(card)
-    card.data.model_name = repo_id
-    if old and old != repo_id:
-        old_title, new_title = f"# {old.split('/')[-1]}", f"# {repo_id.split('/')[-1]}"
-        # The id stands alone (in quotes, after "hf-hub:"): never rewrite it inside a longer name.
-        standalone = re.compile(rf"(?<![\w./-]){re.escape(old)}(?![\w./-])")
-        lines = [new_title if line == old_title else standalone.sub(repo_id, line) for line in card.text.split("\n")]
-        card.text = "\n".join(lines)
-    return str(card)
-
-
-def default_repo_id(config) -> str:
-    """``<method>-<backbone>``: the local name ``run_pretrain.py`` uses without ``--hub_model_id``."""
-    get = config.get if isinstance(config, dict) else lambda key: getattr(config, key)
-    return f"{str(get('model_type')).removeprefix('sslviews_')}-{get('backbone')}"
-
-
-def read_run_metadata(model_dir: str | os.PathLike) -> dict:
-    """Preset, data set label, kNN results and training budget of a run or one of its checkpoints.
-
-    From ``run_args.json`` (the run's folder), ``results.json`` (the final model only: a
-    ``checkpoint-N`` was not the model the run evaluated) and ``trainer_state.json`` (checkpoints).
-    """
-    from .cards import dataset_reference
-
-    model_dir = Path(model_dir)
-    is_checkpoint = bool(_CHECKPOINT.fullmatch(model_dir.name)) and not (model_dir / "run_args.json").exists()
-    run_args = _read_json((model_dir.parent if is_checkpoint else model_dir) / "run_args.json")
-    results = {} if is_checkpoint else _read_json(model_dir / "results.json")
-    data = run_args.get("data", {})
-    dataset_id, dataset = dataset_reference(data.get("dataset_name"), data.get("train_dir")) if data else (None, "not recorded")
-    state = _read_json(model_dir / "trainer_state.json")
-    if state:
-        budget = f"{state.get('global_step')} optimizer steps ({float(state.get('epoch') or 0):.2f} epochs) at batch {state.get('train_batch_size')} per device"
-    elif "epoch" in results.get("train", {}):
-        budget = f"{float(results['train']['epoch']):.2f} epochs"
-    else:
-        budget = "not recorded"
-    return {
-        "preset": run_args.get("model", {}).get("preset") or results.get("preset"),
-        "dataset": dataset,
-        "dataset_id": dataset_id,
-        "knn": results.get("knn"),
-        "knn_k": run_args.get("eval", {}).get("knn_k", 20),
-        "budget": budget,
-    }
-
-
-def render_run_card(model, model_dir: str | os.PathLike, repo_id: str, existing_card: Optional[str] = None) -> ModelCard:
-    """The backbone card of a saved run (``render_model_card`` with what the run's files record).
-
-    Args:
-        model: the ``<M>ForPreTraining`` loaded from ``model_dir``.
-        model_dir: the run's output folder or one of its ``checkpoint-N`` folders.
-        repo_id: the repo id the card names.
-        existing_card: a card rendered earlier for this model; its budget line is kept (the output
-            folder itself does not record the number of steps).
-    """
-    from .cards import render_model_card
-    from ..methods import get_recipe
-
-    recipe = get_recipe(model.config.model_type.removeprefix("sslviews_"))
-    meta = read_run_metadata(model_dir)
-    budget = meta["budget"]
-    if existing_card:
-        match = re.search(r"^- Budget: (.+)$", existing_card, flags=re.MULTILINE)
-        budget = match.group(1) if match else budget
-    return render_model_card(
-        model, recipe, meta["preset"] or recipe.default_preset, repo_id=repo_id, dataset=meta["dataset"],
-        budget=budget, knn=meta["knn"], knn_k=meta["knn_k"], dataset_id=meta["dataset_id"], base_model=getattr(model.config, "base_model", None),
-    )
-
-
-PRETRAINING_CARD = """---
-{{ card_data }}
----
-
-# {{ model_name }}
-
-The full **{{ method_title }}** pretraining checkpoint behind
-[{{ backbone_repo_id }}](https://huggingface.co/{{ backbone_repo_id }}): the {{ backbone }} backbone
-together with the method's heads (and target network or queues, when the method has them), saved
-by the `hf_sslviews` library to continue or study pretraining.
-
-**For features, fine-tuning or the `image-feature-extraction` pipeline use
-[{{ backbone_repo_id }}](https://huggingface.co/{{ backbone_repo_id }})**: it loads with plain
-`transformers` and `timm`. This checkpoint does not: its model type `{{ model_type }}` is registered
-with the Auto classes only when `hf_sslviews` is imported.
-
-## How to use
-
-```python
-import hf_sslviews  # pip install hf-sslviews; registers the sslviews_* model types
-from transformers import AutoModelForPreTraining
-
-model = AutoModelForPreTraining.from_pretrained("{{ repo_id }}")   # {{ model_class }}
-```
-
-Continue pretraining from it:
-
-```bash
-python scripts/run_pretrain.py --method {{ method }} --model_name_or_path {{ repo_id }} --output_dir out
-```
-
-Files: `config.json` and `model.safetensors` (the full model), `run_args.json` (the run's script
-arguments), `results.json` (training metrics and the kNN evaluation of the exported backbone).
-
-## Evaluation
-
-{% if knn %}Weighted kNN (k={{ knn_k }}, DINO protocol) of the exported backbone, train split -> test split of
-{{ dataset }}:
-
-| backbone | kNN top-1 | kNN top-5 |
-|---|---|---|
-{% for name, scores in knn.items() %}| {{ name }} | {{ "%.2f" | format(100 * scores.top1) }}% | {{ "%.2f" | format(100 * scores.top5) }}% |
-{% endfor %}
-{% else %}No evaluation was recorded for this run.
-{% endif %}
-## Training
-
-- Method: {{ method_title }}, preset `{{ preset }}`
-- Data: {{ dataset }}
-
-## Citation
-
-```bibtex
-{{ citation }}
-```
-
-License: Apache-2.0.
-"""
-
-
-def render_pretraining_card(config: dict, repo_id: str, backbone_repo_id: str, run_args: dict, results: dict) -> ModelCard:
-    """The card of a full pretraining checkpoint repo: what it is, that it needs ``import hf_sslviews``."""
-    from .cards import dataset_reference, knn_eval_results, method_title
-    from ..methods import get_recipe
-
-    method = str(config["model_type"]).removeprefix("sslviews_")
-    try:
-        citation = get_recipe(method).citation
-    except (KeyError, ValueError):
-        citation = ""
-    meta = {"dataset": "not recorded", "dataset_id": None, "preset": None, "knn": results.get("knn"), "knn_k": run_args.get("eval", {}).get("knn_k", 20)}
-    if run_args:
-        data = run_args.get("data", {})
-        meta["dataset_id"], meta["dataset"] = dataset_reference(data.get("dataset_name"), data.get("train_dir"))
-        meta["preset"] = run_args.get("model", {}).get("preset")
-    dataset = meta["dataset"]
-    knn = meta["knn"]
-    eval_results = knn_eval_results(knn, meta["knn_k"], meta["dataset_id"], dataset, task_name="kNN classification of the backbone")
-    card_data = ModelCardData(
-        # Not "transformers": the Hub's transformers snippet (plain AutoModel) cannot load this checkpoint.
-        library_name="hf-sslviews",
-        license="apache-2.0",
-        tags=["self-supervised-learning", "hf-sslviews", method, "pretraining-checkpoint", "timm", "transformers"],
-        datasets=[meta["dataset_id"]] if meta["dataset_id"] else None,
-        model_name=repo_id,
-        eval_results=eval_results,
-    )
-    return ModelCard.from_template(
-        card_data,
-        template_str=PRETRAINING_CARD,
-        model_name=repo_id.split("/")[-1],
-        repo_id=repo_id,
-        backbone_repo_id=backbone_repo_id,
-        backbone=config.get("backbone"),
-        method=method,
-        method_title=method_title(method),
-        model_type=config["model_type"],
-        model_class=(config.get("architectures") or ["the method's ForPreTraining model"])[0],
-        knn=knn,
-        knn_k=meta["knn_k"],
-        dataset=dataset,
-        preset=meta["preset"] or "not recorded",
-        citation=citation,
-    )
 
 
 # ---------------------------------------------------------------------------- upload
@@ -438,7 +221,7 @@ def push_folder(
             if fixed_card is not None:
                 card_path.write_text(fixed_card)
             return dry_run_dir
-        _check_not_inside(dry_run_dir, folder)
+        check_not_inside(dry_run_dir, folder)
         with atomic_directory(dry_run_dir) as tmp:
             _copy_tree(folder, tmp, fixed_card)
         logger.info("dry run: %s holds what would be uploaded to %s; nothing was uploaded", dry_run_dir, repo_id)
@@ -510,32 +293,3 @@ def push_run(
                 dry_run_dir=staged if dry_run_dir is not None else None,
             )
     return pushed
-
-
-def export_run_backbone(model_name_or_path: str | os.PathLike, output_dir: Optional[str | os.PathLike] = None, repo_id: Optional[str] = None) -> Path:
-    """Export the backbone of a saved run (or ``checkpoint-N``) with a rendered model card.
-
-    Args:
-        model_name_or_path: a ``run_pretrain.py`` output folder or one of its ``checkpoint-N``.
-        output_dir: the backbone folder to write (replaced whole); default ``<model_name_or_path>/backbone``.
-        repo_id: the repo id the card names; default: the id of the card already in ``output_dir``,
-            else ``<method>-<backbone>``.
-    """
-    import hf_sslviews  # noqa: F401  (registers the sslviews_* model types)
-
-    from .export import export_backbone
-    from .loading import load_pretraining_model
-
-    source = Path(model_name_or_path)
-    output_dir = Path(output_dir) if output_dir is not None else source / "backbone"
-    _check_not_inside(output_dir, source)
-    if not _is_pretraining_folder(source):
-        raise FileNotFoundError(f"{source} holds no hf_sslviews pretraining model (config.json with an sslviews_* model_type)")
-    # Strict: an edited config.json or weights missing a part would export a partly random backbone.
-    model = load_pretraining_model(source).eval()
-    existing = (output_dir / "README.md").read_text() if (output_dir / "README.md").is_file() else None
-    repo_id = repo_id or (card_repo_id(ModelCard(existing)) if existing else None) or default_repo_id(model.config)
-    # A card in a backbone folder elsewhere may describe another run: keep its budget line only when it is this run's.
-    same_run = existing is not None and output_dir.resolve() == (source / "backbone").resolve()
-    card = render_run_card(model, source, repo_id, existing_card=existing if same_run else None)
-    return export_backbone(model, output_dir, model_card=str(card))

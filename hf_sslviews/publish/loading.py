@@ -26,7 +26,7 @@ from typing import Union
 from safetensors import SafetensorError
 from transformers import AutoModelForPreTraining, PretrainedConfig
 
-from ..methods import RECIPES
+from ..modeling import PRETRAINING_MODELS
 
 _MODEL_TYPE_PREFIX = "sslviews_"
 _SHOWN = 8  # names listed per kind of problem; the rest are counted
@@ -35,7 +35,7 @@ _LEGACY_CONFIG_KEYS = {"torch_dtype", "transformers_version", "_attn_implementat
 
 
 def _known_model_types() -> list[str]:
-    return sorted(recipe.config_class.model_type for recipe in RECIPES.values())
+    return sorted(PRETRAINING_MODELS)
 
 
 def _listing(names) -> str:
@@ -50,7 +50,7 @@ def _check_config_keys(config_file: Path, model_type: str) -> None:
     ``from_pretrained`` would keep it as an unused attribute and build the model with the
     default value of the field meant.
     """
-    config_class = next(recipe.config_class for recipe in RECIPES.values() if recipe.config_class.model_type == model_type)
+    config_class = PRETRAINING_MODELS[model_type][0]
     known = set(config_class().to_dict()) | set(vars(PretrainedConfig())) | _LEGACY_CONFIG_KEYS
     unknown = sorted(set(json.loads(config_file.read_text())) - known)
     if unknown:

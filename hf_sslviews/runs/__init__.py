@@ -1,0 +1,1 @@
+"""The jobs behind the scripts: argument dataclasses and parsing, pretraining, the evaluation scripts' plumbing."""

@@ -1,7 +1,8 @@
-"""Script arguments (``HfArgumentParser`` dataclasses) and preset resolution.
+"""Script arguments (``HfArgumentParser`` dataclasses), the one flags-or-JSON parser, presets.
 
-A preset is a list of flags placed **before** the user's flags, so argparse's last-wins rule
-makes every explicit flag override the preset.
+Every script names its data with :class:`DataSourceArguments` and reads its arguments with
+:func:`parse_flags_or_json`. A preset is a list of flags placed **before** the user's flags, so
+argparse's last-wins rule makes every explicit flag override the preset.
 """
 
 from __future__ import annotations
@@ -12,9 +13,13 @@ import inspect
 import json
 import logging
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
+from transformers import HfArgumentParser
+
+from ..data.sources import load_image_dataset
 from ..methods import RECIPES, Preset, find_preset, get_recipe
 from .starting_weights import StartingWeights, starting_weights
 
@@ -45,17 +50,37 @@ class ModelArguments:
 
 
 @dataclass
-class DataArguments:
+class DataSourceArguments:
+    """Where the images come from: the same flags in every script (pretraining, evaluation, fine-tuning)."""
+
     dataset_name: Optional[str] = field(
         default=None,
         metadata={"help": "Hub dataset name, local dataset path, 'sample' (embedded Fashion-MNIST subset, the default) or 'fashion_mnist' (Debian's full set)."},
     )
-    dataset_config_name: Optional[str] = field(default=None, metadata={"help": "Configuration name of the Hub dataset."})
-    train_dir: Optional[str] = field(default=None, metadata={"help": "An image folder (class sub-folders optional) to pretrain on instead of --dataset_name."})
+    dataset_config_name: Optional[str] = field(default=None, metadata={"help": "Configuration name of the Hub dataset, if it has several."})
+    train_dir: Optional[str] = field(default=None, metadata={"help": "An image folder (class sub-folders optional) to use instead of --dataset_name."})
+    image_column_name: str = field(default="image", metadata={"help": "Column holding the images."})
+    label_column_name: str = field(default="label", metadata={"help": "Column holding the integer class labels (for evaluation)."})
+
+    def load(self, split: str, max_samples: Optional[int] = None, labels: bool = True, streaming: bool = False):
+        """One split of the source (``labels``: the label column must exist)."""
+        return load_image_dataset(
+            dataset_name=self.dataset_name, dataset_config_name=self.dataset_config_name, train_dir=self.train_dir, split=split,
+            image_column=self.image_column_name, label_column=self.label_column_name if labels else None, max_samples=max_samples, streaming=streaming,
+        )
+
+    def source(self) -> dict[str, Any]:
+        """The fields naming the data (for cache keys and run records)."""
+        return dict(dataset_name=self.dataset_name, dataset_config_name=self.dataset_config_name, train_dir=self.train_dir,
+                    image_column=self.image_column_name, label_column=self.label_column_name)
+
+
+@dataclass
+class DataArguments(DataSourceArguments):
+    """The pretraining data: the source, its splits and the views' arguments."""
+
     train_split: str = field(default="train", metadata={"help": "Split to pretrain on."})
     eval_split: Optional[str] = field(default=None, metadata={"help": "Split for eval_loss during training (with --eval_strategy steps/epoch)."})
-    image_column_name: str = field(default="image", metadata={"help": "Column holding the images."})
-    label_column_name: str = field(default="label", metadata={"help": "Column holding labels (used only by the kNN evaluation)."})
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Truncate the training set (quick runs)."})
     view_kwargs: Optional[str] = field(default=None, metadata={"help": 'JSON dict of view-transform arguments, e.g. \'{"scale": [0.2, 1.0]}\'.'})
     streaming: bool = field(default=False, metadata={"help": "Stream the dataset (datasets IterableDataset) instead of downloading it whole; needs --max_steps."})
@@ -90,6 +115,44 @@ class HubArguments:
     hub_dry_run_dir: Optional[str] = field(
         default=None, metadata={"help": "With --push_to_hub: upload nothing, write <hub_dry_run_dir>/backbone (and /pretraining), exactly what each repo would receive."}
     )
+
+
+def parse_flags_or_json(dataclass_types: Sequence[type], argv: Optional[Sequence[str]] = None, leading_flags: Sequence[str] = ()) -> tuple:
+    """Command-line flags, or one JSON file of them, into the given argument dataclasses.
+
+    ``leading_flags`` (a preset's) come first, so the user's flags and JSON values override them.
+    A JSON value ``null`` leaves the argument at its default.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        argv = json_file_to_flags(argv[0])
+    return tuple(HfArgumentParser(tuple(dataclass_types)).parse_args_into_dataclasses(args=[*leading_flags, *argv]))
+
+
+def json_file_to_flags(path: str) -> list[str]:
+    """The flags one JSON arguments file stands for.
+
+    ``null`` leaves the argument at its default (the preset's value, else the dataclass's): a
+    flag cannot spell ``None``, and ``"None"`` would fail as an int.
+    """
+    try:
+        with open(path) as handle:
+            values = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"arguments file {path!r} is not valid JSON: {error}") from error
+    if not isinstance(values, dict):
+        raise ValueError(f"arguments file {path!r} must hold one JSON object of argument names and values, got a {type(values).__name__}")
+    flags: list[str] = []
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            flags += [f"--{key}", json.dumps(value)]
+        elif isinstance(value, list):
+            flags += [f"--{key}", *map(str, value)]
+        else:
+            flags += [f"--{key}", str(value)]
+    return flags
 
 
 def _flag_value(value: Any) -> list[str]:

@@ -1,37 +1,30 @@
-"""Plumbing shared by the evaluation scripts: arguments, parsing, the model and the two splits."""
+"""The frozen-backbone evaluation scripts' plumbing (kNN, linear probe): arguments, the model, the two splits."""
 
 from __future__ import annotations
 
 import json
 import logging
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, TypeVar
+from typing import Optional, Sequence, TypeVar
 
 import datasets
 import torch
-from transformers import HfArgumentParser
 
-from ..data.sources import load_image_dataset
-from .features import load_backbone
+from ..evaluation.features import load_backbone
+from .arguments import DataSourceArguments, parse_flags_or_json
 
 T = TypeVar("T")
 
 
 @dataclass
-class FrozenBackboneArguments:
+class FrozenBackboneArguments(DataSourceArguments):
     """What every frozen-backbone evaluation needs: the model, the data, where results go."""
 
-    model_name_or_path: str = field(metadata={"help": "Exported backbone folder or Hub id, loaded with AutoModel.from_pretrained."})
+    model_name_or_path: str = field(kw_only=True, metadata={"help": "Exported backbone folder or Hub id, loaded with AutoModel.from_pretrained."})
     random_init: bool = field(default=False, metadata={"help": "Evaluate a randomly initialised copy of the same architecture (the floor)."})
-    dataset_name: str = field(default="sample", metadata={"help": "'sample' (embedded), 'fashion_mnist' (Debian files), a local path or a Hub dataset id."})
-    dataset_config_name: Optional[str] = field(default=None, metadata={"help": "The Hub dataset's configuration name, if it has several."})
-    train_dir: Optional[str] = field(default=None, metadata={"help": "An image folder to use instead of --dataset_name."})
     train_split: str = field(default="train", metadata={"help": "Split the classifier learns from (the kNN neighbour bank, the probe's training set)."})
     test_split: str = field(default="test", metadata={"help": "Split whose examples are classified."})
-    image_column_name: str = field(default="image", metadata={"help": "Column holding the images."})
-    label_column_name: str = field(default="label", metadata={"help": "Column holding the integer class labels."})
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N training examples (quick runs)."})
     max_test_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N test examples (quick runs)."})
     max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Alias of --max_test_samples (the transformers examples' spelling)."})
@@ -47,20 +40,9 @@ class FrozenBackboneArguments:
 
 def parse_arguments(dataclass_type: type[T], argv: Optional[Sequence[str]] = None) -> T:
     """Flags, or a single JSON file, into ``dataclass_type``; sets up logging."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(dataclass_type)
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        (args,) = parser.parse_json_file(json_file=Path(argv[0]).resolve())
-    else:
-        (args,) = parser.parse_args_into_dataclasses(args=argv)
+    (args,) = parse_flags_or_json((dataclass_type,), argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return args
-
-
-def data_source(args: FrozenBackboneArguments) -> dict[str, Any]:
-    """The ``load_image_dataset`` arguments naming the data (without split and caps)."""
-    return dict(dataset_name=args.dataset_name, dataset_config_name=args.dataset_config_name, train_dir=args.train_dir,
-                image_column=args.image_column_name, label_column=args.label_column_name)
 
 
 def load_backbone_and_splits(args: FrozenBackboneArguments):
@@ -77,20 +59,19 @@ def load_splits(args: FrozenBackboneArguments):
         if args.max_test_samples is not None and args.max_test_samples != args.max_eval_samples:
             raise ValueError(f"--max_eval_samples {args.max_eval_samples} and --max_test_samples {args.max_test_samples} disagree; give one of them")
         args.max_test_samples = args.max_eval_samples
-    source = data_source(args)
     if args.train_val_split is not None:
         if not 0 < args.train_val_split < 1:
             raise ValueError(f"--train_val_split is the held-out fraction of the training split, in (0, 1); got {args.train_val_split}")
-        full = load_image_dataset(split=args.train_split, **source)
+        full = args.load(args.train_split)
         label = full.features.get(args.label_column_name)
         stratify = args.label_column_name if isinstance(label, datasets.ClassLabel) else None
         parts = full.train_test_split(test_size=args.train_val_split, seed=args.seed, stratify_by_column=stratify)
         train, test = parts["train"], parts["test"]
         cap = lambda data, n: data if n is None else data.select(range(min(n, len(data))))  # noqa: E731
         return cap(train, args.max_train_samples), cap(test, args.max_test_samples)
-    train = load_image_dataset(split=args.train_split, max_samples=args.max_train_samples, **source)
+    train = args.load(args.train_split, max_samples=args.max_train_samples)
     try:
-        test = load_image_dataset(split=args.test_split, max_samples=args.max_test_samples, **source)
+        test = args.load(args.test_split, max_samples=args.max_test_samples)
     except ValueError as error:
         if "split" not in str(error).lower():
             raise

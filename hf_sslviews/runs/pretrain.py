@@ -11,22 +11,34 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import transformers
-from transformers import HfArgumentParser, set_seed
+from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from .arguments import DataArguments, EvalArguments, HubArguments, ModelArguments, config_and_starting_weights, parse_json_arg, preset_flags, resolve_preset
-from ..data.collator import ViewCollator
-from ..data.sources import load_image_dataset, prepare_for_views
 from ..atomic import write_text_atomic
+from ..data.collator import ViewCollator
+from ..data.sources import prepare_for_views
+from ..data.streaming import attach_views, configure_streaming
+from ..methods import get_recipe
+from ..publish.cards import dataset_reference, default_repo_id, render_model_card
 from ..publish.export import export_backbone
 from ..publish.hub import push_run
-from ..publish.cards import dataset_reference, render_model_card
-from ..methods import get_recipe
 from ..publish.loading import load_pretraining_model
+from ..publish.run_folder import RunRecord
+from ..training.trainer import SSLTrainer, SSLTrainingArguments
+from .arguments import (
+    DataArguments,
+    EvalArguments,
+    HubArguments,
+    ModelArguments,
+    config_and_starting_weights,
+    json_file_to_flags,
+    parse_flags_or_json,
+    parse_json_arg,
+    preset_flags,
+    resolve_preset,
+)
 from .output_dir import check_checkpoint_method, prepare_output_dir, run_identity
 from .starting_weights import load_starting_weights
-from ..data.streaming import configure_streaming, streaming_views
-from ..training.trainer import SSLTrainer, SSLTrainingArguments
 
 logger = logging.getLogger("hf_sslviews")
 
@@ -34,43 +46,12 @@ logger = logging.getLogger("hf_sslviews")
 def parse_args(argv: Optional[Sequence[str]] = None):
     """Parse flags (or one JSON file) on top of the chosen preset's flags."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        argv = json_file_to_flags(argv[0])
-    method, preset_name = resolve_preset(argv)
+    # The preset is read from the user's flags (or file) before the preset's flags are put first.
+    method, preset_name = resolve_preset(json_file_to_flags(argv[0]) if len(argv) == 1 and argv[0].endswith(".json") else argv)
     recipe = get_recipe(method)
     preset = recipe.presets[preset_name]
     defaults = ["--method", method, "--preset", preset_name, "--output_dir", f"outputs/{preset_name}", *preset_flags(preset)]
-    parser = HfArgumentParser((ModelArguments, DataArguments, EvalArguments, SSLTrainingArguments, HubArguments))
-    model_args, data_args, eval_args, training_args, hub_args = parser.parse_args_into_dataclasses(args=defaults + argv)
-    return model_args, data_args, eval_args, training_args, hub_args
-
-
-def json_file_to_flags(path: str) -> list[str]:
-    """The flags one JSON arguments file stands for (the preset's flags still come first).
-
-    ``null`` leaves the argument at its default (the preset's value, else the dataclass's): a
-    flag cannot spell ``None``, and ``"None"`` would fail as an int.
-    """
-    try:
-        with open(path) as handle:
-            values = json.load(handle)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"arguments file {path!r} is not valid JSON: {error}") from error
-    if not isinstance(values, dict):
-        raise ValueError(f"arguments file {path!r} must hold one JSON object of argument names and values, got a {type(values).__name__}")
-    flags: list[str] = []
-    for key, value in values.items():
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            flags += [f"--{key}", str(value)]
-        elif isinstance(value, dict):
-            flags += [f"--{key}", json.dumps(value)]
-        elif isinstance(value, list):
-            flags += [f"--{key}", *map(str, value)]
-        else:
-            flags += [f"--{key}", str(value)]
-    return flags
+    return parse_flags_or_json((ModelArguments, DataArguments, EvalArguments, SSLTrainingArguments, HubArguments), argv, leading_flags=defaults)
 
 
 def shutdown_distributed() -> None:
@@ -129,13 +110,13 @@ def run_pretraining(model_args: ModelArguments, data_args: DataArguments, eval_a
 
     if data_args.streaming:
         configure_streaming(training_args)  # needs --max_steps; each process reads its own shards
-    train_dataset = streaming_views(
+    train_dataset = attach_views(
         _load_split(data_args, data_args.train_split, data_args.max_train_samples), views, training_args.max_steps,
         image_column=data_args.image_column_name, world_size=training_args.world_size, seed=training_args.seed,
     )
     eval_dataset = None
     if data_args.eval_split:
-        eval_dataset = streaming_views(
+        eval_dataset = attach_views(
             _load_split(data_args, data_args.eval_split, None), views, training_args.max_steps,
             image_column=data_args.image_column_name, world_size=training_args.world_size,
         )
@@ -170,7 +151,7 @@ def run_pretraining(model_args: ModelArguments, data_args: DataArguments, eval_a
     trainer.save_model(training_args.output_dir)
     if trainer.is_world_process_zero():
         output_dir = Path(training_args.output_dir)
-        (output_dir / "run_args.json").write_text(json.dumps({"model": asdict(model_args), "data": asdict(data_args), "eval": asdict(eval_args)}, indent=2) + "\n")
+        record = RunRecord(arguments={"model": asdict(model_args), "data": asdict(data_args), "eval": asdict(eval_args)}, results=results)
         backbone_dir = export_backbone(trainer.model, output_dir / "backbone")
         logger.info("backbone exported to %s", backbone_dir)
         results["backbone_dir"] = str(backbone_dir)
@@ -179,13 +160,13 @@ def run_pretraining(model_args: ModelArguments, data_args: DataArguments, eval_a
         dataset_id, dataset_label = dataset_reference(data_args.dataset_name, data_args.train_dir)
         card = render_model_card(
             trainer.model, recipe, model_args.preset,
-            repo_id=training_args.hub_model_id or f"{recipe.name}-{model.config.backbone}",
+            repo_id=training_args.hub_model_id or default_repo_id(model.config),
             dataset=dataset_label, dataset_id=dataset_id,
             budget=f"{trainer.state.global_step} optimizer steps ({trainer.state.epoch:.2f} epochs) at batch {training_args.per_device_train_batch_size} x {training_args.gradient_accumulation_steps} accumulation x {training_args.world_size} processes",
             knn=results.get("knn"), knn_k=eval_args.knn_k, base_model=getattr(model.config, "base_model", None),
         )
         write_text_atomic(backbone_dir / "README.md", str(card))
-        (output_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+        record.write(output_dir)
         if push_to_hub:
             pushed = push_run(
                 output_dir, training_args.hub_model_id, pretraining_hub_model_id=hub_args.pretraining_hub_model_id,
@@ -243,26 +224,16 @@ def describe_run(method: str, preset: str, config, training_args) -> str:
 
 
 def _load_split(data_args: DataArguments, split: str, max_samples: Optional[int]):
-    dataset = load_image_dataset(
-        dataset_name=data_args.dataset_name,
-        dataset_config_name=data_args.dataset_config_name,
-        train_dir=data_args.train_dir,
-        split=split,
-        image_column=data_args.image_column_name,
-        max_samples=max_samples,
-        streaming=data_args.streaming,
-    )
+    dataset = data_args.load(split, max_samples=max_samples, labels=False, streaming=data_args.streaming)
     return prepare_for_views(dataset, data_args.image_column_name)
 
 
 def _add_knn_monitor(trainer, data_args: DataArguments, eval_args: EvalArguments):
     from ..evaluation.monitor import add_knn_monitor
 
-    load = dict(dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name, train_dir=data_args.train_dir,
-                image_column=data_args.image_column_name, label_column=data_args.label_column_name)
     try:
-        bank = load_image_dataset(split=eval_args.knn_train_split, max_samples=eval_args.knn_monitor_max_train_samples, **load)
-        queries = load_image_dataset(split=eval_args.knn_test_split, max_samples=eval_args.knn_monitor_max_test_samples, **load)
+        bank = data_args.load(eval_args.knn_train_split, max_samples=eval_args.knn_monitor_max_train_samples)
+        queries = data_args.load(eval_args.knn_test_split, max_samples=eval_args.knn_monitor_max_test_samples)
     except (ValueError, KeyError) as error:
         logger.warning("kNN monitor off (it needs labelled train and test splits): %s", error)
         return None
@@ -286,10 +257,7 @@ def _knn_report(backbone_dir: Path, data_args: DataArguments, eval_args: EvalArg
     limits = {"train": eval_args.knn_max_train_samples or None, "test": eval_args.knn_max_test_samples or None}
     try:
         splits = {
-            name: load_image_dataset(
-                dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name, train_dir=data_args.train_dir,
-                split=split, image_column=data_args.image_column_name, label_column=data_args.label_column_name, max_samples=limit,
-            )
+            name: data_args.load(split, max_samples=limit)
             for name, split, limit in (("train", eval_args.knn_train_split, limits["train"]), ("test", eval_args.knn_test_split, limits["test"]))
         }
     except (ValueError, KeyError) as error:
@@ -311,7 +279,7 @@ def _knn_report(backbone_dir: Path, data_args: DataArguments, eval_args: EvalArg
         )
         report[name] = result["knn"][f"k={eval_args.knn_k}"]
     print(format_knn_table(report, eval_args.knn_k, eval_args.knn_temperature))
-    if data_args.dataset_name in (None, "sample"):
+    if data_args.train_dir is None and data_args.dataset_name in (None, "sample"):
         print("This is a minutes-long smoke run on the embedded sample. The reference protocol (full Fashion-MNIST, every method, "
               "3 seeds, linear probe, learning curves): python scripts/benchmark_quality.py --suite cpu\n")
     return report

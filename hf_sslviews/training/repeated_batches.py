@@ -9,9 +9,11 @@ logging, checkpoints and resume all count optimizer steps.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Iterator
 
 import transformers.trainer as hf_trainer
+from accelerate import skip_first_batches as _accelerate_skip_first_batches
 
 
 class ChunkRepeatingLoader:
@@ -58,15 +60,25 @@ class ChunkRepeatingLoader:
         return ChunkRepeatingLoader(inner, self.chunks, start_chunk=partial)
 
 
-_accelerate_skip_first_batches = hf_trainer.skip_first_batches
-
-
 def _skip_first_batches(dataloader, num_batches: int = 0):
     if isinstance(dataloader, ChunkRepeatingLoader):
         return dataloader.skip_first_batches(num_batches)
     return _accelerate_skip_first_batches(dataloader, num_batches)
 
 
-# The Trainer resumes mid-epoch through the module-level name `skip_first_batches`; route our
-# loader to its own method and leave every other loader to accelerate's function.
-hf_trainer.skip_first_batches = _skip_first_batches
+@contextlib.contextmanager
+def chunk_aware_resume() -> Iterator[None]:
+    """While inside, a Trainer resuming mid-epoch skips a :class:`ChunkRepeatingLoader` by chunks.
+
+    The Trainer skips the trained part of an epoch through the module-level name
+    ``transformers.trainer.skip_first_batches`` (accelerate's function), which would rebuild a
+    plain loader from ours and lose the chunk steps. :class:`~hf_sslviews.training.trainer.SSLTrainer`
+    enters this around its ``train()`` only: every other loader, and every other Trainer outside
+    that call, gets accelerate's function unchanged, and the name is restored on exit.
+    """
+    original = hf_trainer.skip_first_batches
+    hf_trainer.skip_first_batches = _skip_first_batches
+    try:
+        yield
+    finally:
+        hf_trainer.skip_first_batches = original

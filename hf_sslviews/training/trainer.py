@@ -19,12 +19,12 @@ import torch
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
+from ..data.collator import batch_rows, keep_first_rows
+from ..views.base import ViewTransform
 from .callbacks import MomentumCallback, ViewEpochCallback, WeightDecayScheduleCallback
 from .checkpoints import save_checkpoint_atomically
+from .repeated_batches import ChunkRepeatingLoader, chunk_aware_resume
 from .safetensors_state import check_resumable
-from ..views.base import ViewTransform
-from .repeated_batches import ChunkRepeatingLoader
-from ..data.collator import batch_rows, keep_first_rows
 from .trainer_state_files import SafetensorsStateMixin
 
 logger = logging.getLogger(__name__)
@@ -55,10 +55,11 @@ class SSLTrainingArguments(TrainingArguments):
         default=None,
         metadata={"help": "If set, weight decay follows a cosine schedule from --weight_decay to this value (DINO / PatchMix 0.04 -> 0.4)."},
     )
-    aps_chunks_per_batch: Optional[int] = field(
+    steps_per_batch: Optional[int] = field(
         default=None,
-        metadata={"help": "APS: optimizer steps per loaded batch, one per patch chunk, on the same augmented images. Default: every chunk the views make (K = 1/ratio); 1 turns reuse off."},
+        metadata={"help": "Optimizer steps per loaded batch, on the same augmented images, one per chunk of views that make chunks (APS: one per patch chunk). Default: every chunk the views make (APS: K = 1/ratio), else 1; 1 turns reuse off."},
     )
+    aps_chunks_per_batch: Optional[int] = field(default=None, metadata={"help": "Former name of --steps_per_batch (still accepted)."})
     overwrite_output_dir: bool = field(
         default=False,
         metadata={"help": "Replace an earlier run in --output_dir (its checkpoint-* folders are deleted). Without it a folder holding another run is refused."},
@@ -93,6 +94,11 @@ class SSLTrainingArguments(TrainingArguments):
         if launched and not self.use_cpu and not _has_accelerator():
             logger.warning("%s processes launched on a machine without GPU: training with CPU DDP (gloo), as --use_cpu True would.", os.environ["WORLD_SIZE"])
             self.use_cpu = True
+        if self.aps_chunks_per_batch is not None:
+            if self.steps_per_batch is not None and self.steps_per_batch != self.aps_chunks_per_batch:
+                raise ValueError(f"--aps_chunks_per_batch {self.aps_chunks_per_batch} and --steps_per_batch {self.steps_per_batch} disagree; give --steps_per_batch only")
+            logger.warning("--aps_chunks_per_batch is now --steps_per_batch; the old name still works")
+            self.steps_per_batch = self.aps_chunks_per_batch
         if self.gradient_accumulation_steps < 1:
             raise ValueError(f"--gradient_accumulation_steps must be at least 1, got {self.gradient_accumulation_steps}")
         if self.fp16 and (self.use_cpu or not _has_accelerator()):
@@ -194,12 +200,12 @@ class SSLTrainer(SafetensorsStateMixin, Trainer):
             # Views that make K patch chunks per image (APS) are trained one optimizer step per
             # chunk, whoever builds the Trainer: the script or a user's own Python.
             chunks = getattr(views, "num_chunks", None)
-            if self.args.aps_chunks_per_batch is None and chunks:
-                self.args.aps_chunks_per_batch = int(chunks)
-        if self.args.aps_chunks_per_batch is not None and self.args.aps_chunks_per_batch < 1:
-            raise ValueError(f"--aps_chunks_per_batch must be at least 1 (1 turns the chunk steps off), got {self.args.aps_chunks_per_batch}")
-        if views is not None and getattr(views, "num_chunks", None) and (self.args.aps_chunks_per_batch or 1) > views.num_chunks:
-            raise ValueError(f"--aps_chunks_per_batch {self.args.aps_chunks_per_batch} is more than the {views.num_chunks} patch chunks the views make; give at most {views.num_chunks}")
+            if self.args.steps_per_batch is None and chunks:
+                self.args.steps_per_batch = int(chunks)
+        if self.args.steps_per_batch is not None and self.args.steps_per_batch < 1:
+            raise ValueError(f"--steps_per_batch must be at least 1 (1 turns the chunk steps off), got {self.args.steps_per_batch}")
+        if views is not None and getattr(views, "num_chunks", None) and (self.args.steps_per_batch or 1) > views.num_chunks:
+            raise ValueError(f"--steps_per_batch {self.args.steps_per_batch} is more than the {views.num_chunks} patch chunks the views make; give at most {views.num_chunks}")
         _warn_if_datasets_decodes(self.train_dataset)
         if self.args.weight_decay_end is not None:
             self.add_callback(WeightDecayScheduleCallback(self.args.weight_decay, self.args.weight_decay_end))
@@ -217,7 +223,7 @@ class SSLTrainer(SafetensorsStateMixin, Trainer):
     def get_train_dataloader(self):
         self._check_one_batch_fits()
         loader = super().get_train_dataloader()
-        chunks = self.args.aps_chunks_per_batch
+        chunks = self.args.steps_per_batch
         if chunks is not None and chunks > 1:
             loader = ChunkRepeatingLoader(loader, chunks)
         return loader
@@ -360,7 +366,8 @@ class SSLTrainer(SafetensorsStateMixin, Trainer):
         checkpoint = get_last_checkpoint(self.args.output_dir) if resume_from_checkpoint is True else resume_from_checkpoint
         if isinstance(checkpoint, (str, os.PathLike)) and self._plain_state_files():
             check_resumable(checkpoint, self.model)
-        result = super().train(resume_from_checkpoint, *args, **kwargs)
+        with chunk_aware_resume():
+            result = super().train(resume_from_checkpoint, *args, **kwargs)
         self._check_finite()
         if self.images_skipped:
             logger.warning("%d of %d images could not be decoded and were skipped", self.images_skipped, self.images_seen)
@@ -493,7 +500,7 @@ def _constant_factor(step: int) -> float:
 
 
 def _view_transform_of(dataset) -> Optional[ViewTransform]:
-    """The view transform of a dataset: given with ``with_transform``, or mapped by ``streaming_views``."""
+    """The view transform of a dataset: given with ``with_transform``, or mapped by ``attach_views``."""
     transform = (getattr(dataset, "format", None) or {}).get("format_kwargs", {}).get("transform")
     transform = transform if transform is not None else getattr(dataset, "view_transform", None)
     return transform if isinstance(transform, ViewTransform) else None

@@ -33,13 +33,6 @@ from .base import ViewTransform
 
 GridSize = Union[int, Sequence[int]]
 
-# Per-crop work in ``photometric_normalize_batch`` is memory-bound past a few dozen 32 px
-# crops; chunks of this many keep the intermediates in cache.
-_PHOTOMETRIC_CHUNK = 64
-# Small crops are overhead-bound: batching the photometric ops pays (32 px: ~2.4x). Large crops
-# are arithmetic-bound and the per-crop uint8 path (1-byte pixels) is faster (224 px: ~1.4x).
-_BATCHED_PHOTOMETRIC_MAX_SIZE = 96
-
 
 def _grid_hw(grid: GridSize) -> tuple[int, int]:
     if isinstance(grid, int):
@@ -354,11 +347,7 @@ class APSViewTransform(ViewTransform):
                 crop, box = self.augment.geometric(image)
                 crops.append(crop)
                 boxes.append((box.top, box.left, box.height, box.width, float(box.flipped)))
-        crops = torch.stack(crops)
-        if self.size <= _BATCHED_PHOTOMETRIC_MAX_SIZE:
-            pixels = torch.cat([self.augment.photometric_normalize_batch(part) for part in crops.split(_PHOTOMETRIC_CHUNK)])
-        else:
-            pixels = torch.stack([self.augment.normalize(self.augment.photometric(crop)) for crop in crops])
+        pixels = self.augment.photometric_normalize_crops(torch.stack(crops))
         pixels = pixels.view(len(images), 2, *pixels.shape[1:])
         boxes = torch.tensor(boxes, dtype=torch.float32).view(len(images), 2, 5)
         indices_1 = sparse_patch_chunks(self.grid, self.grid, self.ratio, self.num_chunks, batch_shape=(len(images),))

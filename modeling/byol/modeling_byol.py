@@ -8,11 +8,10 @@ from typing import Optional
 import torch
 from transformers.utils import ModelOutput
 
+from ..common.attached_ddm import attached_ddm_loss
 from ..common.backbone import TimmBackbone
 from ..common.heads import build_mlp
-from ..common.losses import batch_keys_ddm_loss, byol_loss
-from ..common.losses.distribution_divergence import missing_strong_views_error as _missing_strong_views
-from ..common.view_inputs import split_views
+from ..common.losses import byol_loss
 from ..common.modeling_common import SSLPreTrainedModel
 from ..common.momentum import frozen_copy
 from .configuration_byol import BYOLConfig
@@ -80,13 +79,8 @@ class BYOLForPreTraining(BYOLPreTrainedModel):
             z1 = self.target_projector(self.target_backbone(pixel_values_1))
             z2 = self.target_projector(self.target_backbone(pixel_values_2))
         regression = byol_loss(p1, z2) + byol_loss(p2, z1)
-        loss, ddm, config = regression, None, self.config
-        if config.ddm_weight > 0:
-            if strong_pixel_values is None:
-                raise _missing_strong_views()
-            strong = [self.predictor(self.projector(self.backbone(x))) for x in split_views(strong_pixel_values, "strong_pixel_values")]
-            ddm = batch_keys_ddm_loss(strong, [p1, p2], [z1, z2], config.ddm_temperature, config.gather_distributed)
-            loss = regression + config.ddm_weight * ddm
+        ddm = attached_ddm_loss(self, strong_pixel_values, [p1, p2], [z1, z2])
+        loss = regression if ddm is None else regression + self.config.ddm_weight * ddm
         return BYOLPreTrainingOutput(loss=loss, regression_loss=regression, ddm_loss=ddm, embeddings_1=h1, embeddings_2=h2)
 
 

@@ -20,11 +20,10 @@ from ..common.heads import build_mocov2_head
 from ..common.losses.distribution_divergence import ddm_loss
 from ..common.modeling_common import SSLPreTrainedModel
 from ..common.momentum import frozen_copy
-from ..common.view_inputs import Views, split_views
 from ..common.queue import KeyQueue
 from ..common.shuffle_bn import has_batch_norm, shuffle_bn_forward
+from ..common.view_inputs import Views, split_views
 from .configuration_clsa import CLSAConfig
-
 
 
 @dataclass

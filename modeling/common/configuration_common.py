@@ -58,6 +58,19 @@ class SSLConfig(PretrainedConfig):
         self.base_model = base_model
         super().__init__(**kwargs)
 
+    def export_data_config(self) -> dict:
+        """timm's data config of the exported backbone: what evaluation resizes, crops and normalises with.
+
+        Bicubic, ``crop_pct=1`` (the views' full image is the input, no border cut), the views'
+        normalisation. One source for the export and the kNN monitor, so the monitor sees exactly
+        what ``run_knn_eval.py`` on the export will see.
+        """
+        size = int(self.image_size)
+        return {
+            "input_size": (3, size, size), "mean": tuple(self.image_mean), "std": tuple(self.image_std),
+            "interpolation": "bicubic", "crop_pct": 1.0, "crop_mode": "center",
+        }
+
     @staticmethod
     def _check_number(**values: float) -> None:
         """A real, finite number: JSON's ``true`` would pass as 1 and ``NaN`` every comparison."""

@@ -8,11 +8,10 @@ from typing import Optional
 import torch
 from transformers.utils import ModelOutput
 
+from ..common.attached_ddm import attached_ddm_loss
 from ..common.backbone import TimmBackbone
 from ..common.heads import build_mlp, mlp_dims
-from ..common.losses import batch_keys_ddm_loss, info_nce_loss
-from ..common.losses.distribution_divergence import missing_strong_views_error as _missing_strong_views
-from ..common.view_inputs import split_views
+from ..common.losses import info_nce_loss
 from ..common.modeling_common import SSLPreTrainedModel
 from ..common.momentum import frozen_copy
 from .configuration_mocov3 import MoCoV3Config
@@ -87,13 +86,8 @@ class MoCoV3ForPreTraining(MoCoV3PreTrainedModel):
         tau, gather = config.loss_temperature, config.gather_distributed
         # Symmetric InfoNCE, each scaled by 2*tau (moco/builder.py).
         contrastive = info_nce_loss(q1, k2, tau, True, gather) + info_nce_loss(q2, k1, tau, True, gather)
-        loss, ddm = contrastive, None
-        if config.ddm_weight > 0:
-            if strong_pixel_values is None:
-                raise _missing_strong_views()
-            strong = [self.predictor(self.projector(self.backbone(x))) for x in split_views(strong_pixel_values, "strong_pixel_values")]
-            ddm = batch_keys_ddm_loss(strong, [q1, q2], [k1, k2], config.ddm_temperature, gather)
-            loss = contrastive + config.ddm_weight * ddm
+        ddm = attached_ddm_loss(self, strong_pixel_values, [q1, q2], [k1, k2])
+        loss = contrastive if ddm is None else contrastive + config.ddm_weight * ddm
         return MoCoV3PreTrainingOutput(loss=loss, contrastive_loss=contrastive, ddm_loss=ddm, embeddings_1=h1, embeddings_2=h2)
 
 
