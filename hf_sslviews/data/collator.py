@@ -33,12 +33,33 @@ class ViewCollator:
             if key == "image_ok":
                 continue
             if isinstance(first, torch.Tensor):
-                batch[key] = torch.stack([row[key] for row in good])
+                batch[key] = stack_rows([row[key] for row in good])
             elif isinstance(first, (list, tuple)) and first and isinstance(first[0], torch.Tensor):
-                batch[key] = [torch.stack([row[key][i] for row in good]) for i in range(len(first))]
+                batch[key] = [stack_rows([row[key][i] for row in good]) for i in range(len(first))]
             elif key in self.keep_keys:
                 batch[key] = torch.as_tensor([row[key] for row in good])
         return batch
+
+
+def stack_rows(rows: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``torch.stack(rows)``, without the copy when the rows are consecutive rows of one tensor.
+
+    The batched view transforms make each key's views of a whole batch as one tensor and hand
+    out its rows; stacking them again would hold every view twice at the DataLoader worker's
+    peak. A row that is not the next slice of the same storage (a skipped image, rows from
+    separate calls) falls back to ``torch.stack``.
+    """
+    first = rows[0]
+    if first.is_contiguous():
+        step, start, storage = first.numel(), first.storage_offset(), first.untyped_storage().data_ptr()
+        consecutive = all(
+            row.untyped_storage().data_ptr() == storage and row.dtype == first.dtype and row.shape == first.shape
+            and row.is_contiguous() and row.storage_offset() == start + index * step
+            for index, row in enumerate(rows)
+        )
+        if consecutive:
+            return first.as_strided((len(rows), *first.shape), (step, *first.stride()), start)
+    return torch.stack(rows)
 
 
 def batch_rows(batch: dict[str, Any]) -> int:

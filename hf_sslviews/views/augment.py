@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torchvision.transforms import InterpolationMode
@@ -240,7 +240,7 @@ class ViewAugmentation:
             order = torch.rand(n, 4).argsort(dim=1)
             low, high = _jitter_ranges(self.jitter)
             factors = low + (high - low) * torch.rand(n, 4)
-            x = color_jitter_float(x, apply, order, factors, enabled=tuple(j > 0 for j in self.jitter))
+            x = color_jitter_float(x, apply, order, factors, enabled=tuple(j > 0 for j in self.jitter), in_place=True)
         if self.grayscale_p > 0:
             gray = (torch.rand(n) < self.grayscale_p).nonzero().squeeze(1)
             if gray.numel():
@@ -258,27 +258,36 @@ class ViewAugmentation:
         std = torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1)
         return x.sub_(mean).div_(std)
 
-    def batch_views(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
+    def batch_views(self, images: Sequence[torch.Tensor], out: Optional[torch.Tensor] = None) -> torch.Tensor:
         """One view of each image of a list: ``uint8 [3, H_i, W_i]`` images -> ``float32 [N, 3, size, size]``.
 
         The same distribution as calling the view on each image. The crops are drawn per image;
         the photometric ops then run by the faster path (:meth:`photometric_normalize_crops`).
+        ``out``: a ``float32 [N, 3, size, size]`` tensor (e.g. one view's slice of a multi-view
+        batch) to write into instead of allocating.
         """
         crops = torch.stack([self.geometric(image)[0] for image in images])
-        return self.photometric_normalize_crops(crops)
+        return self.photometric_normalize_crops(crops, out=out)
 
-    def photometric_normalize_crops(self, crops: torch.Tensor) -> torch.Tensor:
+    def photometric_normalize_crops(self, crops: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
         """:meth:`photometric` and :meth:`normalize` of ``uint8 [N, 3, s, s]`` crops, by the faster path.
 
         Small crops (``size <= 96``) are overhead-bound: one batched op costs about as much as one
         per-crop op, so they go through :meth:`photometric_normalize_batch` (32 px: ~2-3x faster).
         Large crops are arithmetic-bound: mostly blurred ones (``blur_p >= 0.5``) are still faster
-        batched, the others on the per-crop ``uint8`` path (1-byte pixels).
+        batched, the others on the per-crop ``uint8`` path (1-byte pixels). Each chunk is written
+        into ``out`` (allocated when not given), so no second copy of the batch is made.
         """
+        if out is None:
+            out = torch.empty(crops.shape, dtype=torch.float32)
         if self.size <= BATCHED_PHOTOMETRIC_MAX_SIZE or self.blur_p >= BATCHED_PHOTOMETRIC_MIN_BLUR_P:
             chunk = max(1, min(PHOTOMETRIC_CHUNK, PHOTOMETRIC_CHUNK_PIXELS // (crops.shape[-1] * crops.shape[-2])))
-            return torch.cat([self.photometric_normalize_batch(part) for part in crops.split(chunk)])
-        return torch.stack([self.normalize(self.photometric(crop)) for crop in crops])
+            for start in range(0, crops.shape[0], chunk):
+                out[start : start + chunk] = self.photometric_normalize_batch(crops[start : start + chunk])
+        else:
+            for index, crop in enumerate(crops):
+                out[index] = self.normalize(self.photometric(crop))
+        return out
 
     def _color_jitter(self, crop: torch.Tensor) -> torch.Tensor:
         brightness, contrast, saturation, hue = self.jitter
@@ -386,7 +395,9 @@ def adjust_hue_float(x: torch.Tensor, hue: torch.Tensor) -> torch.Tensor:
     return maxc - chroma * torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
 
 
-def color_jitter_float(x: torch.Tensor, apply: torch.Tensor, order: torch.Tensor, factors: torch.Tensor, enabled: tuple[bool, bool, bool, bool] = (True,) * 4) -> torch.Tensor:
+def color_jitter_float(
+    x: torch.Tensor, apply: torch.Tensor, order: torch.Tensor, factors: torch.Tensor, enabled: tuple[bool, bool, bool, bool] = (True,) * 4, in_place: bool = False
+) -> torch.Tensor:
     """torchvision's ColorJitter on a batch, with explicit per-image draws.
 
     Args:
@@ -396,11 +407,13 @@ def color_jitter_float(x: torch.Tensor, apply: torch.Tensor, order: torch.Tensor
             per image: the order its ops are applied in.
         factors: ``float32 [N, 4]``: brightness, contrast, saturation factors and hue shift.
         enabled: which of the four ops exist (strength > 0), as in ColorJitter.
+        in_place: write into ``x`` (a caller that owns it saves a copy of the batch).
 
     Returns:
         ``float32 [N, 3, H, W]`` in [0, 1].
     """
-    x = x.clone()
+    if not in_place:
+        x = x.clone()
     for step in range(4):
         for op in range(4):
             if not enabled[op]:

@@ -61,11 +61,23 @@ class MultiViewTransform(ViewTransform):
             if isinstance(group, ViewAugmentation):
                 out[key] = group.batch_views(images)
             else:
-                out[key] = torch.stack([aug.batch_views(images) for aug in group], dim=1)
+                out[key] = stacked_views(group, images)
         return out
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(image_column={self.image_column!r}, views={self.views})"
+
+
+def stacked_views(group: Sequence[ViewAugmentation], images: list[torch.Tensor]) -> torch.Tensor:
+    """``float32 [N, n, 3, s, s]``: view j of every image written straight into slice ``[:, j]``.
+
+    No ``torch.stack`` of per-view batches, which would hold every view twice at its peak.
+    """
+    size = group[0].size
+    out = torch.empty(len(images), len(group), 3, size, size)
+    for index, aug in enumerate(group):
+        aug.batch_views(images, out=out[:, index])
+    return out
 
 
 def two_view_transform(size: int = 224, scale: tuple[float, float] = (0.08, 1.0), image_column: str = "image", **overrides) -> MultiViewTransform:

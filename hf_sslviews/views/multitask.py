@@ -13,6 +13,7 @@ import torch
 
 from .augment import ViewAugmentation
 from .base import IMAGENET_MEAN, IMAGENET_STD, ViewTransform
+from .multi_view import stacked_views
 
 
 def cutout_box(
@@ -192,19 +193,20 @@ class MultiTaskViewTransform(ViewTransform):
 
     def _views_of(self, images: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         """All views of a list of images, each view type batched across them: ``[N, n, 3, s, s]``."""
-        out = {"global_pixel_values": torch.stack([aug.batch_views(images) for aug in self.global_views], dim=1)}
+        out = {"global_pixel_values": stacked_views(self.global_views, images)}
         if self.local_views:
-            out["local_pixel_values"] = torch.stack([aug.batch_views(images) for aug in self.local_views], dim=1)
+            out["local_pixel_values"] = stacked_views(self.local_views, images)
         if self.cutout_views:
-            cutouts = []
-            for aug in self.cutout_views:
+            size = self.cutout_views[0].size
+            cutouts = torch.empty(len(images), len(self.cutout_views), 3, size, size)
+            for index, aug in enumerate(self.cutout_views):
                 crops = []
                 for image in images:
                     crop, _ = aug.geometric(image)
                     # Before the colour jitter, as MULAN does: the hole is jittered with the rest.
                     crops.append(apply_cutout(crop, cutout_box(aug.size, aug.size, self.cutout_area, self.cutout_aspect), self.fill))
-                cutouts.append(aug.photometric_normalize_crops(torch.stack(crops)))
-            out["cutout_pixel_values"] = torch.stack(cutouts, dim=1)
+                aug.photometric_normalize_crops(torch.stack(crops), out=cutouts[:, index])
+            out["cutout_pixel_values"] = cutouts
         return out
 
     def __repr__(self) -> str:
