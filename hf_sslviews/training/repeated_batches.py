@@ -56,19 +56,22 @@ class ChunkRepeatingLoader:
         per row (``hf_sslviews.data.sources.prepare_for_views``; see ``ViewTransform``).
         """
         whole, partial = divmod(num_batches, self.chunks)
-        inner = _accelerate_skip_first_batches(self.loader, whole) if whole else self.loader
+        inner = _skip_first_batches(self.loader, whole) if whole else self.loader
         return ChunkRepeatingLoader(inner, self.chunks, start_chunk=partial)
 
 
 def _skip_first_batches(dataloader, num_batches: int = 0):
     if isinstance(dataloader, ChunkRepeatingLoader):
         return dataloader.skip_first_batches(num_batches)
+    if hasattr(dataloader, "with_loader"):  # a wrapper that changes batches, not their count
+        return dataloader.with_loader(_skip_first_batches(dataloader.loader, num_batches))
     return _accelerate_skip_first_batches(dataloader, num_batches)
 
 
 @contextlib.contextmanager
 def chunk_aware_resume() -> Iterator[None]:
-    """While inside, a Trainer resuming mid-epoch skips a :class:`ChunkRepeatingLoader` by chunks.
+    """While inside, a Trainer resuming mid-epoch skips a :class:`ChunkRepeatingLoader` by chunks
+    (and skips inside the loader wrappers that define ``with_loader``).
 
     The Trainer skips the trained part of an epoch through the module-level name
     ``transformers.trainer.skip_first_batches`` (accelerate's function), which would rebuild a

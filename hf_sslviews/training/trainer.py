@@ -23,6 +23,7 @@ from ..data.collator import batch_rows, keep_first_rows
 from ..views.base import ViewTransform
 from .callbacks import MomentumCallback, ViewEpochCallback, WeightDecayScheduleCallback
 from .checkpoints import save_checkpoint_atomically
+from .device_photometric import DevicePhotometricLoader
 from .repeated_batches import ChunkRepeatingLoader, chunk_aware_resume
 from .safetensors_state import check_resumable
 from .trainer_state_files import SafetensorsStateMixin
@@ -75,6 +76,10 @@ class SSLTrainingArguments(TrainingArguments):
     weight_decay_all_parameters: bool = field(
         default=False,
         metadata={"help": "Apply weight decay to every parameter, biases, norms, position embeddings and CLS included (APS's official code). Default: those are excluded."},
+    )
+    photometric_on_device: bool = field(
+        default=False,
+        metadata={"help": "Run the views' colour ops (jitter, grayscale, blur, solarize, normalise) on the training device after collation; the DataLoader workers only decode, crop and flip (uint8 crops). For GPU nodes where the CPU limits throughput. Views of every method but CLSA (whose strong views interleave RandAugment with the colour ops)."},
     )
     sync_batchnorm: bool = field(
         default=False,
@@ -189,6 +194,7 @@ class SSLTrainer(SafetensorsStateMixin, Trainer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self._photometric_plan: dict = {}
         self.model = convert_sync_batchnorm(self.model, self.args)
         if getattr(self.model, "has_momentum_encoder", False) and not any(isinstance(cb, MomentumCallback) for cb in self.callback_handler.callbacks):
             self.add_callback(MomentumCallback())
@@ -197,11 +203,21 @@ class SSLTrainer(SafetensorsStateMixin, Trainer):
             if views.seed is None:
                 views.seed = self.args.seed
             self.add_callback(ViewEpochCallback(views))
+            if self.args.photometric_on_device:
+                if not hasattr(views, "deferred_photometric"):
+                    raise ValueError(
+                        f"--photometric_on_device: {type(views).__name__} cannot defer its colour ops (supported: the views of APS, BYOL, "
+                        "MoCo v3, SimSiam, PatchMix, RepCo and MULAN); leave the flag off"
+                    )
+                views.photometric_on_device = True
+                self._photometric_plan = views.deferred_photometric()
             # Views that make K patch chunks per image (APS) are trained one optimizer step per
             # chunk, whoever builds the Trainer: the script or a user's own Python.
             chunks = getattr(views, "num_chunks", None)
             if self.args.steps_per_batch is None and chunks:
                 self.args.steps_per_batch = int(chunks)
+        if self.args.photometric_on_device and views is None:
+            raise ValueError("--photometric_on_device needs a training set with an hf_sslviews view transform (with_transform or attach_views)")
         if self.args.steps_per_batch is not None and self.args.steps_per_batch < 1:
             raise ValueError(f"--steps_per_batch must be at least 1 (1 turns the chunk steps off), got {self.args.steps_per_batch}")
         if views is not None and getattr(views, "num_chunks", None) and (self.args.steps_per_batch or 1) > views.num_chunks:
@@ -223,10 +239,17 @@ class SSLTrainer(SafetensorsStateMixin, Trainer):
     def get_train_dataloader(self):
         self._check_one_batch_fits()
         loader = super().get_train_dataloader()
+        if self._photometric_plan:
+            # Inside the repeated-batch loader: APS's K steps reuse one finished batch.
+            loader = DevicePhotometricLoader(loader, self._photometric_plan)
         chunks = self.args.steps_per_batch
         if chunks is not None and chunks > 1:
             loader = ChunkRepeatingLoader(loader, chunks)
         return loader
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        loader = super().get_eval_dataloader(eval_dataset)
+        return DevicePhotometricLoader(loader, self._photometric_plan) if self._photometric_plan else loader
 
     def _check_one_batch_fits(self) -> None:
         """A training set smaller than one global batch trains zero steps under drop_last: say so."""

@@ -328,41 +328,37 @@ class APSViewTransform(ViewTransform):
 
     def make_views(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Views of one ``uint8 [3, H, W]`` image (the keys of :attr:`output_keys`)."""
-        return self._views_of([image])[0]
+        return {key: value[0] for key, value in self._views_of([image]).items()}
 
     def __call__(self, batch: Mapping[str, list]) -> dict[str, list]:
-        return self.call_batched(batch, self._stacked_views_of)
+        return self.call_batched(batch, self._views_of)
 
-    def _stacked_views_of(self, images: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        rows = self._views_of(images)
-        return {key: torch.stack([row[key] for row in rows]) for key in self.output_keys}
+    def deferred_photometric(self) -> dict[str, list[ViewAugmentation]]:
+        """Output key -> the augmentation of its view, for the colour ops run on the device."""
+        return {"pixel_values_1": [self.augment], "pixel_values_2": [self.augment]}
 
-    def _views_of(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        """All views of a list of decoded images, batched across them."""
+    def _views_of(self, images: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """All views of a list of decoded images, batched across them: ``key -> [N, ...]``."""
         if not images:
-            return []
-        crops, boxes = [], []
+            return {}
+        crops: tuple[list, list] = ([], [])
+        boxes: list[tuple] = []
         for image in images:
-            for _ in range(2):
+            for view in range(2):
                 crop, box = self.augment.geometric(image)
-                crops.append(crop)
+                crops[view].append(crop)
                 boxes.append((box.top, box.left, box.height, box.width, float(box.flipped)))
-        pixels = self.augment.photometric_normalize_crops(torch.stack(crops))
-        pixels = pixels.view(len(images), 2, *pixels.shape[1:])
+        # The patch geometry is drawn before the colours, so it is the same wherever they are made.
         boxes = torch.tensor(boxes, dtype=torch.float32).view(len(images), 2, 5)
         indices_1 = sparse_patch_chunks(self.grid, self.grid, self.ratio, self.num_chunks, batch_shape=(len(images),))
         coverage = patch_coverage(boxes[:, 0], boxes[:, 1], indices_1, self.grid, track_flips=self.track_flips)
         indices_2 = selective_patch_indices(coverage, self.num_patches, self.power)
-        return [
-            {
-                "pixel_values_1": pixels[i, 0],
-                "pixel_values_2": pixels[i, 1],
-                "token_indices_1": indices_1[i],
-                "token_indices_2": indices_2[i],
-                "crop_boxes": boxes[i],
-            }
-            for i in range(len(images))
-        ]
+        # View 1 of every image, then view 2: each key's views are one contiguous block, which
+        # the collator takes without a copy.
+        stacked = torch.stack(crops[0] + crops[1])
+        pixels = stacked if self.photometric_on_device else self.augment.photometric_normalize_crops(stacked)
+        pixels = pixels.view(2, len(images), *pixels.shape[1:])
+        return {"pixel_values_1": pixels[0], "pixel_values_2": pixels[1], "token_indices_1": indices_1, "token_indices_2": indices_2, "crop_boxes": boxes}
 
     def __repr__(self) -> str:
         return (

@@ -231,31 +231,34 @@ class ViewAugmentation:
         """
         if crops.dim() != 4 or crops.shape[1] != 3:
             raise ValueError(f"crops must be a uint8 tensor [N, 3, H, W], got shape {tuple(crops.shape)}")
-        n = crops.shape[0]
+        n, device = crops.shape[0], crops.device
         x = crops.to(torch.float32).mul_(1.0 / 255.0)
         if n == 0:
             return x
+        # Draws come from torch's CPU generator whatever the device: a seed gives the same views on
+        # CPU and GPU, and the few numbers per crop cost nothing to move.
         if self.jitter_p > 0:
             apply = torch.rand(n) < self.jitter_p
             order = torch.rand(n, 4).argsort(dim=1)
             low, high = _jitter_ranges(self.jitter)
             factors = low + (high - low) * torch.rand(n, 4)
-            x = color_jitter_float(x, apply, order, factors, enabled=tuple(j > 0 for j in self.jitter), in_place=True)
+            x = color_jitter_float(x, apply.to(device), order.to(device), factors.to(device), enabled=tuple(j > 0 for j in self.jitter), in_place=True)
         if self.grayscale_p > 0:
             gray = (torch.rand(n) < self.grayscale_p).nonzero().squeeze(1)
             if gray.numel():
+                gray = gray.to(device)
                 x[gray] = _grayscale_float(x[gray]).expand(-1, 3, -1, -1)
         if self.blur_p > 0:
             blur = (torch.rand(n) < self.blur_p).nonzero().squeeze(1)
             sigmas = torch.empty(n).uniform_(*self.blur_sigma)
             if blur.numel():
-                x[blur] = gaussian_blur_float(x[blur], sigmas[blur], self.blur_kernel)
+                x[blur.to(device)] = gaussian_blur_float(x[blur.to(device)], sigmas[blur], self.blur_kernel)
         if self.solarize_p > 0:
-            solarize = (torch.rand(n) < self.solarize_p).view(n, 1, 1, 1)
+            solarize = (torch.rand(n) < self.solarize_p).view(n, 1, 1, 1).to(device)
             # uint8 solarize inverts values >= 128; on [0, 1] floats that is x >= 128 / 255.
             x = torch.where(solarize & (x >= 128.0 / 255.0), 1.0 - x, x)
-        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1)
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         return x.sub_(mean).div_(std)
 
     def batch_views(self, images: Sequence[torch.Tensor], out: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -266,8 +269,11 @@ class ViewAugmentation:
         ``out``: a ``float32 [N, 3, size, size]`` tensor (e.g. one view's slice of a multi-view
         batch) to write into instead of allocating.
         """
-        crops = torch.stack([self.geometric(image)[0] for image in images])
-        return self.photometric_normalize_crops(crops, out=out)
+        return self.photometric_normalize_crops(self.crops_of(images), out=out)
+
+    def crops_of(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The geometric half of one view of each image: ``uint8 [N, 3, size, size]`` crops."""
+        return torch.stack([self.geometric(image)[0] for image in images])
 
     def photometric_normalize_crops(self, crops: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
         """:meth:`photometric` and :meth:`normalize` of ``uint8 [N, 3, s, s]`` crops, by the faster path.
@@ -343,8 +349,8 @@ def gaussian_blur_float(x: torch.Tensor, sigmas: torch.Tensor, kernel_size: int)
     """
     n, c, height, width = x.shape
     half = (kernel_size - 1) * 0.5
-    grid = torch.linspace(-half, half, kernel_size, dtype=x.dtype)
-    kernel = torch.exp(-0.5 * (grid.view(1, -1) / sigmas.to(x.dtype).view(-1, 1)) ** 2)
+    grid = torch.linspace(-half, half, kernel_size, dtype=x.dtype, device=x.device)
+    kernel = torch.exp(-0.5 * (grid.view(1, -1) / sigmas.to(x).view(-1, 1)) ** 2)
     kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # [N*C, k]
     pad = kernel_size // 2
     out = torch.nn.functional.pad(x.reshape(1, n * c, height, width), [pad, pad, pad, pad], mode="reflect")
@@ -390,7 +396,7 @@ def adjust_hue_float(x: torch.Tensor, hue: torch.Tensor) -> torch.Tensor:
     is_g = (x[:, 1] == maxc[:, 0]).to(x.dtype).mul_(1.0 - is_r)
     from_b = gc - rc + 4.0
     sector = from_b + is_r * (bc - gc - from_b) + is_g * (rc - bc + 2.0 - from_b)
-    k = (sector + 6.0 * hue.view(-1, 1, 1)).unsqueeze(1) + _HUE_OFFSETS
+    k = (sector + 6.0 * hue.to(x).view(-1, 1, 1)).unsqueeze(1) + _HUE_OFFSETS.to(x.device)
     k = k - 6.0 * torch.floor(k * (1.0 / 6.0))
     return maxc - chroma * torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
 

@@ -64,6 +64,9 @@ class ViewTransform:
 
     output_keys: tuple[str, ...] = ()
     seed: Optional[int] = None
+    # Set by SSLTrainer for --photometric_on_device, on transforms that define deferred_photometric():
+    # the views are then uint8 crops and the colour ops run on the training device after collation.
+    photometric_on_device: bool = False
 
     def __init__(self, image_column: str = "image"):
         self.image_column = image_column

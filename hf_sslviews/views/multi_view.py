@@ -59,24 +59,32 @@ class MultiViewTransform(ViewTransform):
         out = {}
         for key, group in self.views.items():
             if isinstance(group, ViewAugmentation):
-                out[key] = group.batch_views(images)
+                out[key] = group.crops_of(images) if self.photometric_on_device else group.batch_views(images)
             else:
-                out[key] = stacked_views(group, images)
+                out[key] = stacked_views(group, images, photometric=not self.photometric_on_device)
         return out
+
+    def deferred_photometric(self) -> dict[str, list[ViewAugmentation]]:
+        """Output key -> the augmentation of each of its views, for the colour ops run on the device."""
+        return {key: [group] if isinstance(group, ViewAugmentation) else list(group) for key, group in self.views.items()}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(image_column={self.image_column!r}, views={self.views})"
 
 
-def stacked_views(group: Sequence[ViewAugmentation], images: list[torch.Tensor]) -> torch.Tensor:
+def stacked_views(group: Sequence[ViewAugmentation], images: list[torch.Tensor], photometric: bool = True) -> torch.Tensor:
     """``float32 [N, n, 3, s, s]``: view j of every image written straight into slice ``[:, j]``.
 
-    No ``torch.stack`` of per-view batches, which would hold every view twice at its peak.
+    No ``torch.stack`` of per-view batches, which would hold every view twice at its peak. With
+    ``photometric=False``: the ``uint8`` crops only (the colour ops are deferred to the device).
     """
     size = group[0].size
-    out = torch.empty(len(images), len(group), 3, size, size)
+    out = torch.empty(len(images), len(group), 3, size, size, dtype=torch.float32 if photometric else torch.uint8)
     for index, aug in enumerate(group):
-        aug.batch_views(images, out=out[:, index])
+        if photometric:
+            aug.batch_views(images, out=out[:, index])
+        else:
+            out[:, index] = aug.crops_of(images)
     return out
 
 

@@ -193,21 +193,30 @@ class MultiTaskViewTransform(ViewTransform):
 
     def _views_of(self, images: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         """All views of a list of images, each view type batched across them: ``[N, n, 3, s, s]``."""
-        out = {"global_pixel_values": stacked_views(self.global_views, images)}
+        photometric = not self.photometric_on_device
+        out = {"global_pixel_values": stacked_views(self.global_views, images, photometric)}
         if self.local_views:
-            out["local_pixel_values"] = stacked_views(self.local_views, images)
+            out["local_pixel_values"] = stacked_views(self.local_views, images, photometric)
         if self.cutout_views:
             size = self.cutout_views[0].size
-            cutouts = torch.empty(len(images), len(self.cutout_views), 3, size, size)
+            cutouts = torch.empty(len(images), len(self.cutout_views), 3, size, size, dtype=torch.float32 if photometric else torch.uint8)
             for index, aug in enumerate(self.cutout_views):
                 crops = []
                 for image in images:
                     crop, _ = aug.geometric(image)
                     # Before the colour jitter, as MULAN does: the hole is jittered with the rest.
                     crops.append(apply_cutout(crop, cutout_box(aug.size, aug.size, self.cutout_area, self.cutout_aspect), self.fill))
-                aug.photometric_normalize_crops(torch.stack(crops), out=cutouts[:, index])
+                if photometric:
+                    aug.photometric_normalize_crops(torch.stack(crops), out=cutouts[:, index])
+                else:
+                    cutouts[:, index] = torch.stack(crops)
             out["cutout_pixel_values"] = cutouts
         return out
+
+    def deferred_photometric(self) -> dict[str, list[ViewAugmentation]]:
+        """Output key -> the augmentation of each of its views, for the colour ops run on the device."""
+        plan = {"global_pixel_values": list(self.global_views), "local_pixel_values": list(self.local_views), "cutout_pixel_values": list(self.cutout_views)}
+        return {key: plan[key] for key in self.output_keys}
 
     def __repr__(self) -> str:
         return (
