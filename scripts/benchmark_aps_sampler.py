@@ -30,7 +30,7 @@ def _images(count: int, side: int) -> list[Image.Image]:
 
 
 def bench_transform(preset: str, source_side: int, batch_size: int, repeats: int) -> dict:
-    views = APSViewTransform.from_preset(preset)
+    views = APSViewTransform.from_settings(preset)
     batch = {"image": _images(batch_size, source_side)}
     aps_rate = best_rate(lambda: views(batch), batch_size, repeats)
 

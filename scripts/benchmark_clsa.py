@@ -29,7 +29,7 @@ from PIL import Image
 from hf_sslviews.modeling.clsa import CLSAConfig, CLSAForPreTraining
 from hf_sslviews.modeling.mocov3 import MoCoV3Config, MoCoV3ForPreTraining
 from hf_sslviews.views.augment import ViewAugmentation
-from hf_sslviews.views.clsa import CLSA_PRESETS, CLSAViewTransform
+from hf_sslviews.views.clsa import CLSA_SETTINGS, CLSAViewTransform
 from hf_sslviews.views.decode import pil_to_uint8_tensor
 
 SIZES = {96: (0.086, 0.429), 224: (0.2, 1.0)}
@@ -53,7 +53,7 @@ def augmentation_throughput(repeats: int, images: int) -> list[dict]:
     transform = CLSAViewTransform(key=specs[-1], weak=specs, strong=specs)
     results = []
     for index, (size, scale) in enumerate(specs):
-        weak = ViewAugmentation.from_preset("mocov2", size=size, scale=scale)
+        weak = ViewAugmentation.from_settings("mocov2", size=size, scale=scale)
         weak_rate = best_rate(lambda: [weak(tensor) for _ in range(images)], images, repeats)
         strong_rate = best_rate(lambda: [transform.strong_view(tensor, index) for _ in range(images)], images, repeats)
         results.append(
@@ -69,13 +69,13 @@ def augmentation_throughput(repeats: int, images: int) -> list[dict]:
         views = CLSAViewTransform(preset)
         batch = {"image": [photo] * 8}
         rate = best_rate(lambda: views(batch), 8, repeats)
-        settings = CLSA_PRESETS[preset]
+        settings = CLSA_SETTINGS[preset]
         results.append({"transform": f"CLSAViewTransform({preset!r})", "views_per_image": 1 + len(settings["weak"]) + len(settings["strong"]), "images_per_s_per_core": round(rate, 2)})
     return results
 
 
 def _clsa_inputs(preset: str, batch: int) -> dict:
-    settings = CLSA_PRESETS[preset]
+    settings = CLSA_SETTINGS[preset]
     g = torch.Generator().manual_seed(0)
     return {
         "key_pixel_values": torch.randn(batch, 3, settings["key"][0], settings["key"][0], generator=g),

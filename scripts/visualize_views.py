@@ -266,10 +266,10 @@ def render_patchmix(images: Sequence[np.ndarray], args: argparse.Namespace) -> p
 
 def render_clsa(images: Sequence[np.ndarray], args: argparse.Namespace) -> plt.Figure:
     """CLSA: key, weak and strong views at their true relative sizes, RandAugment ops under each strong one."""
-    from hf_sslviews.views.clsa import CLSA_PRESETS, CLSAViewTransform
+    from hf_sslviews.views.clsa import CLSA_SETTINGS, CLSAViewTransform
 
-    if args.preset not in CLSA_PRESETS:
-        raise SystemExit(f"--preset must be one of {sorted(CLSA_PRESETS)} for clsa, got {args.preset!r}")
+    if args.preset not in CLSA_SETTINGS:
+        raise SystemExit(f"--preset must be one of {sorted(CLSA_SETTINGS)} for clsa, got {args.preset!r}")
     views = CLSAViewTransform(args.preset)
     frame = max(aug.size for aug in (views.key_view, *views.weak_views, *views.strong_views))
     multi = len(views.weak_views) > 1
@@ -507,7 +507,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num_chunks", type=int, default=None, help="APS: K, the number of view-1 chunks (default 1 / ratio).")
     parser.add_argument("--original_flips", action="store_true", help="APS: ignore flips in the geometry, as the original code does.")
     parser.add_argument("--num_groups", type=int, default=2, help="PatchMix: m, the number of images mixed into one.")
-    parser.add_argument("--preset", default="single", help="CLSA: view preset (single, multi, single_cifar, multi_cifar).")
+    parser.add_argument("--preset", default="single", help="CLSA: view set (single, multi, single_cifar, multi_cifar).")
     parser.add_argument("--n_local", type=int, default=2, help="MULAN: number of local crops.")
     parser.add_argument("--n_cutout", type=int, default=1, help="MULAN: number of cutout views.")
     parser.add_argument("--num_queries", type=int, default=3, help="RepCo: query cells shown per image.")

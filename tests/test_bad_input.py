@@ -464,7 +464,7 @@ ERROR_CASES = [
     ErrorCase("randaugment_probability", lambda: RandAugment(apply_p=2.0), ValueError, (r"apply_p is a probability", r"\[0, 1\]")),
     ErrorCase("randaugment_magnitude", lambda: RandAugment(magnitude_range=(0, 11)), ValueError, (r"magnitude_range must be integers with 0 <= min <= max <= 10",)),
     ErrorCase("randaugment_unknown_op", lambda: RandAugment(pool=["Rotate", "Explode"]), ValueError, (r"unknown \['Explode'\]", r"ops from")),
-    ErrorCase("unknown_view_preset", lambda: CLSAViewTransform("huge"), ValueError, (r"unknown CLSA preset 'huge'", r"choose one of")),
+    ErrorCase("unknown_view_preset", lambda: CLSAViewTransform("huge"), ValueError, (r"unknown CLSA view set 'huge'", r"choose one of")),
     # configs
     ErrorCase("negative_temperature", lambda: MoCoV3Config(loss_temperature=-0.2), ValueError, (r"loss_temperature must be positive", r"-0.2")),
     ErrorCase("momentum_out_of_order", lambda: MoCoV3Config(momentum_base=0.999, momentum_final=0.9), ValueError, (r"0 <= momentum_base <= momentum_final <= 1",)),

@@ -264,7 +264,7 @@ def test_recipe__presets_and_paper_numbers():
     recipe = RECIPES["mulan"]
     assert recipe.default_preset == "mulan_tiny"
     tiny = recipe.presets["mulan_tiny"]
-    assert tiny.config["backbone_kwargs"]["depth"] == 4 and tiny.views == dict(preset="cifar", n_local=2, n_cutout=1)
+    assert tiny.config["backbone_kwargs"]["depth"] == 4 and tiny.views == dict(sizes="cifar", n_local=2, n_cutout=1)
     r50 = recipe.presets["mulan_byol_imagenet_r50"].training
     assert (r50["optim_recipe"], r50["learning_rate"], r50["weight_decay"], r50["num_train_epochs"]) == ("lars", 0.4, 1.5e-6, 200)
     assert r50["warmup_steps"] * 200 == pytest.approx(10)  # 10 warm-up epochs

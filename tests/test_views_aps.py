@@ -216,7 +216,7 @@ def test_color_jitter_float__order_and_skip_respected():
 
 def test_photometric_normalize_batch__same_distribution_as_per_crop_path():
     torch.manual_seed(9)
-    augment = ViewAugmentation.from_preset("aps", size=16)
+    augment = ViewAugmentation.from_settings("aps", size=16)
     crops = torch.randint(0, 256, (1, 3, 16, 16), dtype=torch.uint8).repeat(1500, 1, 1, 1)
     batched = augment.photometric_normalize_batch(crops)
     per_crop = torch.stack([augment.normalize(augment.photometric(crop)) for crop in crops])
@@ -242,7 +242,7 @@ def _png_bytes(array: np.ndarray) -> dict:
 
 def test_aps_view_transform__keys_shapes_dtypes():
     torch.manual_seed(10)
-    views = APSViewTransform.from_preset("cifar")
+    views = APSViewTransform.from_settings("cifar")
     rng = np.random.default_rng(0)
     batch = {"image": [Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for _ in range(3)]}
     out = views(batch)
@@ -261,7 +261,7 @@ def test_aps_view_transform__keys_shapes_dtypes():
 
 
 def test_aps_view_transform__undecodable_bytes_marked_not_ok():
-    views = APSViewTransform.from_preset("cifar")
+    views = APSViewTransform.from_settings("cifar")
     good = _png_bytes(np.zeros((32, 32, 3), dtype=np.uint8))
     out = views({"image": [{"bytes": b"not an image", "path": None}, good]})
     assert out["image_ok"] == [False, True]
@@ -270,7 +270,7 @@ def test_aps_view_transform__undecodable_bytes_marked_not_ok():
 
 
 def test_aps_view_transform__grayscale_28px_and_non_square_inputs():
-    views = APSViewTransform.from_preset("cifar")
+    views = APSViewTransform.from_settings("cifar")
     gray = _png_bytes(np.random.default_rng(1).integers(0, 256, (28, 28), dtype=np.uint8))
     wide = Image.fromarray(np.random.default_rng(2).integers(0, 256, (20, 50, 3), dtype=np.uint8))
     out = views({"image": [gray, wide]})
@@ -281,7 +281,7 @@ def test_aps_view_transform__grayscale_28px_and_non_square_inputs():
 
 
 def test_aps_view_transform__imagenet_preset_grid_and_missing_column():
-    views = APSViewTransform.from_preset("imagenet", interpolation="bilinear")
+    views = APSViewTransform.from_settings("imagenet", interpolation="bilinear")
     assert (views.grid, views.num_chunks, views.num_patches) == (14, 4, 49)
     with pytest.raises(ValueError, match="image column"):
         views({"img": []})

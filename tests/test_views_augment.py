@@ -82,7 +82,7 @@ def _statistics(views: torch.Tensor, augment: ViewAugmentation) -> dict[str, flo
 def test_views_at_224__both_paths_have_the_statistics_of_torchvision_views(preset):
     # byol_view1 (blur p=1) takes the batched float path at 224, byol_view2 (blur p=0.1) the
     # per-crop uint8 path; both are checked, and against torchvision, on the same image.
-    augment = ViewAugmentation.from_preset(preset, size=224)
+    augment = ViewAugmentation.from_settings(preset, size=224)
     image = _photo_like(320, seed=3)
     n = 400
     torch.manual_seed(1)

@@ -12,7 +12,7 @@ from PIL import Image
 from torchvision.transforms.v2 import functional as F
 
 from hf_sslviews.data.collator import ViewCollator
-from hf_sslviews.views.clsa import CLSA_PRESETS, CLSAViewTransform
+from hf_sslviews.views.clsa import CLSA_SETTINGS, CLSAViewTransform
 from hf_sslviews.views.randaugment import RANDAUGMENT_OPS, RANDAUGMENT_POOLS, OpDraw, RandAugment, enhance_factor, posterize_bits, solarize_threshold
 
 # ----------------------------------------------------------------------------- helpers
@@ -290,8 +290,8 @@ def test_clsa_views__collator_makes_per_resolution_batches(preset, n):
     examples = [{key: values[i] for key, values in rows.items()} for i in range(4)]
     batch = ViewCollator()(examples)
     assert batch["key_pixel_values"].shape == (4, 3, 32, 32)
-    weak_sizes = [size for size, _ in CLSA_PRESETS[preset]["weak"]]
-    strong_sizes = [size for size, _ in CLSA_PRESETS[preset]["strong"]]
+    weak_sizes = [size for size, _ in CLSA_SETTINGS[preset]["weak"]]
+    strong_sizes = [size for size, _ in CLSA_SETTINGS[preset]["strong"]]
     assert len(batch["weak_pixel_values"]) == len(batch["strong_pixel_values"]) == n
     assert [tuple(t.shape) for t in batch["weak_pixel_values"]] == [(4, 3, s, s) for s in weak_sizes]
     assert [tuple(t.shape) for t in batch["strong_pixel_values"]] == [(4, 3, s, s) for s in strong_sizes]
@@ -370,3 +370,7 @@ def test_clsa_views__photometric_overrides_reach_every_view_and_typos_are_refuse
         assert aug.jitter == (0.4, 0.4, 0.0, 0.0) and aug.grayscale_p == 0.0 and aug.blur_p == 0.5  # the rest stays MoCo v2's
     with pytest.raises(ValueError, match="jiter"):
         CLSAViewTransform("single_cifar", jiter=(0.4, 0.4, 0.0, 0.0))
+
+
+def test_clsa_views__former_preset_keyword_still_names_the_view_set():
+    assert len(CLSAViewTransform(preset="multi").weak_views) == len(CLSAViewTransform("multi").weak_views) == 5

@@ -167,3 +167,8 @@ def test_multitask_views__photometric_settings_reach_every_view():
     for key in views.output_keys:
         for value in rows[key]:
             assert torch.allclose(value[:, 0], value[:, 1], atol=1e-5) and torch.allclose(value[:, 1], value[:, 2], atol=1e-5)
+
+
+def test_multitask_views__former_preset_keyword_still_names_the_sizes():
+    former = MultiTaskViewTransform(preset="cifar", n_local=1, n_cutout=0)
+    assert (former.global_views[0].size, former.local_views[0].size) == (32, 16)

@@ -22,7 +22,7 @@ CITATION = """@article{deplaen2026mulan,
 def build_mulan_views(
     config,
     image_column: str = "image",
-    preset: str = "imagenet",
+    sizes: str = "imagenet",
     n_local: int = 2,
     n_cutout: int = 1,
     global_size: Optional[int] = None,
@@ -32,11 +32,11 @@ def build_mulan_views(
     """MULAN's global / local / cutout views with the config's normalisation.
 
     Globals and cutouts default to ``config.image_size`` (the exported backbone's input size);
-    locals take the view preset's size (96 px "imagenet", 16 px "cifar") unless ``local_size``
+    locals take the size of ``sizes`` (96 px "imagenet", 16 px "cifar") unless ``local_size``
     is given.
     """
     return MultiTaskViewTransform(
-        preset,
+        sizes,
         n_local=n_local,
         n_cutout=n_cutout,
         global_size=config.image_size if global_size is None else global_size,
@@ -49,8 +49,8 @@ def build_mulan_views(
 
 
 # ImageNet: 2 globals at 224, 2 locals at 96, 1 cutout at 224.
-IMAGENET_VIEWS = dict(preset="imagenet", n_local=2, n_cutout=1)
-CIFAR_VIEWS = dict(preset="cifar", n_local=2, n_cutout=1)
+IMAGENET_VIEWS = dict(sizes="imagenet", n_local=2, n_cutout=1)
+CIFAR_VIEWS = dict(sizes="cifar", n_local=2, n_cutout=1)
 R50 = dict(backbone="resnet50", backbone_kwargs={}, image_size=224)
 VIT_SMALL = dict(backbone="vit_small_patch16_224", backbone_kwargs={"drop_path_rate": 0.1}, image_size=224)
 
@@ -127,7 +127,7 @@ register_recipe(
                 "Reference CPU protocol: MULAN-MoCo v3, 4-block ViT-Tiny/7 on 28 px Fashion-MNIST: 2 globals at 28 px + 2 locals at 14 px + 1 cutout, grey-image views, 500 steps of batch 256.",
                 config=dict(**FMNIST_BACKBONE, framework="mocov3", projector_hidden_dim=512, projector_dim=128, predictor_hidden_dim=512, loss_temperature=0.2, momentum_base=0.99),
                 views=dict(
-                    preset="cifar", n_local=2, n_cutout=1, local_size=14, global_scale=FMNIST_VIEWS["scale"], cutout_scale=FMNIST_VIEWS["scale"], local_scale=(0.1, 0.4),
+                    sizes="cifar", n_local=2, n_cutout=1, local_size=14, global_scale=FMNIST_VIEWS["scale"], cutout_scale=FMNIST_VIEWS["scale"], local_scale=(0.1, 0.4),
                     jitter=FMNIST_VIEWS["jitter"], grayscale_p=0.0, solarize_p=0.0,
                 ),
                 training=FMNIST_TRAINING,

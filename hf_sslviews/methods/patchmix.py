@@ -45,13 +45,13 @@ def build_patchmix_views(
     """
     common = dict(mean=tuple(config.image_mean), std=tuple(config.image_std), **view_kwargs)
     views: dict = {
-        "pixel_values_1": ViewAugmentation.from_preset("byol_view1", size=config.image_size, scale=tuple(scale), **common),
-        "pixel_values_2": ViewAugmentation.from_preset("byol_view2", size=config.image_size, scale=tuple(scale), **common),
+        "pixel_values_1": ViewAugmentation.from_settings("byol_view1", size=config.image_size, scale=tuple(scale), **common),
+        "pixel_values_2": ViewAugmentation.from_settings("byol_view2", size=config.image_size, scale=tuple(scale), **common),
     }
     if num_local_crops < 0:
         raise ValueError(f"num_local_crops must be >= 0, got {num_local_crops}")
     if num_local_crops:
-        local = ViewAugmentation.from_preset("local", size=local_size, scale=tuple(local_scale), **common)
+        local = ViewAugmentation.from_settings("local", size=local_size, scale=tuple(local_scale), **common)
         views["local_pixel_values"] = [local] * num_local_crops
     return MultiViewTransform(views, image_column=image_column)
 

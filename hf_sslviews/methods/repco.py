@@ -32,7 +32,7 @@ def build_mocov2_views(config, image_column: str = "image", scale: tuple[float, 
     sigma in [0.1, 2] p=0.5, flip.
     """
     def view() -> ViewAugmentation:
-        return ViewAugmentation.from_preset(
+        return ViewAugmentation.from_settings(
             "mocov2", size=config.image_size, scale=tuple(scale), mean=tuple(config.image_mean), std=tuple(config.image_std), **view_kwargs
         )
 

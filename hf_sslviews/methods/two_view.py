@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ..views import VIEW_PRESETS, MultiViewTransform, RandAugment, two_view_transform
+from ..views import VIEW_SETTINGS, MultiViewTransform, RandAugment, two_view_transform
 from ..views.base import ViewTransform
 from ..views.clsa import StrongViewAugmentation
 
@@ -39,7 +39,7 @@ def build_two_views(
     # saturation jitter on grey images).
     strong = StrongViewAugmentation(
         RandAugment(),
-        **{**VIEW_PRESETS["mocov2"], **view_kwargs, "size": strong_size or max(1, config.image_size // 2), "scale": tuple(strong_scale), "mean": tuple(config.image_mean), "std": tuple(config.image_std)},
+        **{**VIEW_SETTINGS["mocov2"], **view_kwargs, "size": strong_size or max(1, config.image_size // 2), "scale": tuple(strong_scale), "mean": tuple(config.image_mean), "std": tuple(config.image_std)},
     )
     return MultiViewTransform({**pair.views, "strong_pixel_values": [strong] * num_strong_views}, image_column=image_column)
 

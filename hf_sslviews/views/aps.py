@@ -247,7 +247,7 @@ def kept_patch_overlap(
 
 
 # Named settings (METHODS.md section 1): CIFAR 32 px / patch 2 (16 x 16), ImageNet 224 / 16 (14 x 14).
-APS_PRESETS: dict[str, dict] = {
+APS_SETTINGS: dict[str, dict] = {
     "cifar": dict(size=32, patch_size=2),
     "imagenet": dict(size=224, patch_size=16),
 }
@@ -268,7 +268,7 @@ class APSViewTransform(ViewTransform):
         - ``crop_boxes``: ``float32 [2, 5]``, (top, left, height, width, flipped) per view.
         - ``image_ok``: ``bool``.
 
-    Augmentations (``ViewAugmentation.from_preset("aps")``): RandomResizedCrop(size,
+    Augmentations (``ViewAugmentation.from_settings("aps")``): RandomResizedCrop(size,
     scale=(0.15, 1)) -> flip p=0.5 -> ColorJitter(0.4, 0.4, 0.4, 0.1) p=0.8 -> grayscale
     p=0.2 -> normalise; no blur, no solarize. For crops up to 96 px the photometric ops run
     batched in ``float32`` (``ViewAugmentation.photometric_normalize_batch``, same distribution,
@@ -288,7 +288,7 @@ class APSViewTransform(ViewTransform):
             ``mean``, ``std``, ``interpolation``, ...).
 
     Example:
-        >>> views = APSViewTransform.from_preset("cifar")
+        >>> views = APSViewTransform.from_settings("cifar")
         >>> dataset = dataset.with_transform(views)
     """
 
@@ -317,14 +317,14 @@ class APSViewTransform(ViewTransform):
         self.num_chunks = int(num_chunks) if num_chunks is not None else max(1, round(1 / ratio))
         self.num_patches = patches_per_chunk(self.grid * self.grid, ratio, self.num_chunks)
         self.size, self.patch_size, self.ratio, self.power, self.track_flips = int(size), int(patch_size), float(ratio), float(power), bool(track_flips)
-        self.augment = ViewAugmentation.from_preset("aps", size=size, scale=scale, **augment_overrides)
+        self.augment = ViewAugmentation.from_settings("aps", size=size, scale=scale, **augment_overrides)
 
     @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> "APSViewTransform":
-        """The settings of ``APS_PRESETS[name]`` ("cifar" or "imagenet"), then ``overrides``."""
-        if name not in APS_PRESETS:
-            raise ValueError(f"unknown APS preset {name!r}; choose one of {sorted(APS_PRESETS)}")
-        return cls(**{**APS_PRESETS[name], **overrides})
+    def from_settings(cls, name: str, **overrides: Any) -> "APSViewTransform":
+        """The settings of ``APS_SETTINGS[name]`` ("cifar" or "imagenet"), then ``overrides``."""
+        if name not in APS_SETTINGS:
+            raise ValueError(f"unknown APS view settings {name!r}; choose one of {sorted(APS_SETTINGS)}")
+        return cls(**{**APS_SETTINGS[name], **overrides})
 
     def make_views(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Views of one ``uint8 [3, H, W]`` image (the keys of :attr:`output_keys`)."""
@@ -369,7 +369,7 @@ class APSViewTransform(ViewTransform):
 
 __all__ = [
     "APSViewTransform",
-    "APS_PRESETS",
+    "APS_SETTINGS",
     "axis_overlap",
     "kept_patch_overlap",
     "patch_coverage",

@@ -1,8 +1,9 @@
 """One parameterised view: random resized crop, flip, colour jitter, grayscale, blur, solarize.
 
 Every view family of the library (the BYOL / MoCo v3 pair, APS's crops, MULAN's global, local
-and cutout views, CLSA's weak views) is this one class with other arguments. Named presets give
-the papers' settings; keyword arguments override them.
+and cutout views, CLSA's weak views) is this one class with other arguments. Named settings (``VIEW_SETTINGS``)
+give the papers' choices; keyword arguments override them. (A "preset", in this library, is a
+method's recipe: config, views and training flags; see ``hf_sslviews.methods``.)
 
 The work is done on ``uint8`` tensors with ``torchvision.transforms.v2.functional``: one
 PIL -> tensor conversion per image, then cheap tensor ops, and the crop is resized before the
@@ -90,7 +91,7 @@ def _blur_kernel_size(size: int) -> int:
 
 
 # The papers' view settings. Keys are ViewAugmentation arguments.
-VIEW_PRESETS: dict[str, dict] = {
+VIEW_SETTINGS: dict[str, dict] = {
     # BYOL / MoCo v3 / PatchMix / MULAN asymmetric pair (METHODS.md sections 2 and 5).
     "byol_view1": dict(jitter=(0.4, 0.4, 0.2, 0.1), blur_p=1.0, solarize_p=0.0),
     "byol_view2": dict(jitter=(0.4, 0.4, 0.2, 0.1), blur_p=0.1, solarize_p=0.2),
@@ -175,11 +176,11 @@ class ViewAugmentation:
         self.blur_kernel = _blur_kernel_size(self.size)
 
     @classmethod
-    def from_preset(cls, name: str, **overrides) -> "ViewAugmentation":
-        """A view with the settings of ``VIEW_PRESETS[name]``, then ``overrides``."""
-        if name not in VIEW_PRESETS:
-            raise ValueError(f"unknown view preset {name!r}; choose one of {sorted(VIEW_PRESETS)}")
-        return cls(**{**VIEW_PRESETS[name], **overrides})
+    def from_settings(cls, name: str, **overrides) -> "ViewAugmentation":
+        """A view with the settings of ``VIEW_SETTINGS[name]``, then ``overrides``."""
+        if name not in VIEW_SETTINGS:
+            raise ValueError(f"unknown view settings {name!r}; choose one of {sorted(VIEW_SETTINGS)}")
+        return cls(**{**VIEW_SETTINGS[name], **overrides})
 
     def geometric(self, image: torch.Tensor) -> tuple[torch.Tensor, CropBox]:
         """Random resized crop and flip of a ``uint8 [3, H, W]`` image; returns the crop box too."""

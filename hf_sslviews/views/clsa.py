@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from .augment import VIEW_PRESETS, ViewAugmentation
+from .augment import VIEW_SETTINGS, ViewAugmentation
 from .base import IMAGENET_MEAN, IMAGENET_STD, ViewTransform
 from .randaugment import OpDraw, RandAugment
 
@@ -20,7 +20,7 @@ _MULTI_SCALES = ((0.2, 1.0), (0.172, 0.86), (0.143, 0.715), (0.114, 0.571), (0.0
 # Each preset: key view (size, scale), weak views and strong views as ((size, scale), ...).
 # Only the crops the loss uses are listed (the official code builds a weak and a strong
 # transform per size and picks with --pick_weak / --pick_strong; we make just those).
-CLSA_PRESETS: dict[str, dict] = {
+CLSA_SETTINGS: dict[str, dict] = {
     # CLSA-Single: weak 224 (0.2, 1) + strong 96 (0.086, 0.429).
     "single": dict(key=(224, (0.2, 1.0)), weak=((224, (0.2, 1.0)),), strong=((96, (0.086, 0.429)),)),
     # CLSA-Multi: weak and strong at 224/192/160/128/96.
@@ -56,7 +56,7 @@ class StrongViewAugmentation(ViewAugmentation):
         stage: ``"after_photometric"`` (the official code: after the whole MoCo v2 pipeline,
             whose last op is the flip) or ``"after_geometric"`` (right after crop and flip).
         **view_kwargs: the :class:`ViewAugmentation` it strengthens (crop, flip, jitter,
-            grayscale, blur), e.g. ``VIEW_PRESETS["mocov2"]`` with a size and scale.
+            grayscale, blur), e.g. ``VIEW_SETTINGS["mocov2"]`` with a size and scale.
     """
 
     def __init__(self, randaugment: RandAugment, stage: str = "after_photometric", **view_kwargs):
@@ -111,10 +111,11 @@ class CLSAViewTransform(ViewTransform):
     ``"after_geometric"`` puts it right after crop/flip, before the colour ops.
 
     Args:
-        preset: a key of :data:`CLSA_PRESETS` ("single", "multi", "single_cifar", "multi_cifar").
-        key: ``(size, (min_scale, max_scale))`` of the key view; overrides the preset.
-        weak: sequence of ``(size, (min_scale, max_scale))`` for the weak views; overrides the preset.
-        strong: the same for the strong views; overrides the preset. ``()`` makes no strong
+        view_set: a key of :data:`CLSA_SETTINGS` ("single", "multi", "single_cifar", "multi_cifar");
+            ``preset=`` is its former name, still accepted.
+        key: ``(size, (min_scale, max_scale))`` of the key view; overrides the view set's.
+        weak: sequence of ``(size, (min_scale, max_scale))`` for the weak views; overrides the view set's.
+        strong: the same for the strong views; overrides the view set's. ``()`` makes no strong
             views: MoCo v2's key and weak views only (the baseline of the CLSA paper).
         num_ops, apply_p, magnitude_range, pool: :class:`RandAugment` arguments.
         randaugment_stage: ``"after_photometric"`` (official) or ``"after_geometric"``.
@@ -129,7 +130,7 @@ class CLSAViewTransform(ViewTransform):
 
     def __init__(
         self,
-        preset: str = "single",
+        view_set: str = "single",
         *,
         key: Optional[tuple[int, tuple[float, float]]] = None,
         weak: Optional[Sequence[tuple[int, tuple[float, float]]]] = None,
@@ -146,14 +147,15 @@ class CLSAViewTransform(ViewTransform):
         **photometric,
     ):
         super().__init__(image_column=image_column)
+        view_set = photometric.pop("preset", view_set)  # the former name of view_set
         unknown = sorted(set(photometric) - PHOTOMETRIC_OVERRIDES)
         if unknown:
             raise ValueError(f"unknown CLSA view argument(s) {unknown}; the photometric ones are {sorted(PHOTOMETRIC_OVERRIDES)}")
-        if preset not in CLSA_PRESETS:
-            raise ValueError(f"unknown CLSA preset {preset!r}; choose one of {sorted(CLSA_PRESETS)}")
+        if view_set not in CLSA_SETTINGS:
+            raise ValueError(f"unknown CLSA view set {view_set!r}; choose one of {sorted(CLSA_SETTINGS)}")
         if randaugment_stage not in RANDAUGMENT_STAGES:
             raise ValueError(f"randaugment_stage must be one of {RANDAUGMENT_STAGES}, got {randaugment_stage!r}")
-        settings = CLSA_PRESETS[preset]
+        settings = CLSA_SETTINGS[view_set]
         key = settings["key"] if key is None else key
         weak = settings["weak"] if weak is None else tuple(weak)
         strong = settings["strong"] if strong is None else tuple(strong)
@@ -161,7 +163,7 @@ class CLSAViewTransform(ViewTransform):
             raise ValueError("CLSA needs at least one weak view (the query of the contrastive term), got none")
 
         def settings(size: int, scale: tuple[float, float]) -> dict:
-            return {**VIEW_PRESETS["mocov2"], **photometric, "size": size, "scale": tuple(scale), "interpolation": interpolation, "mean": mean, "std": std}
+            return {**VIEW_SETTINGS["mocov2"], **photometric, "size": size, "scale": tuple(scale), "interpolation": interpolation, "mean": mean, "std": std}
 
         def view(size: int, scale: tuple[float, float]) -> ViewAugmentation:
             return ViewAugmentation(**settings(size, scale))

@@ -95,8 +95,8 @@ def two_view_transform(size: int = 224, scale: tuple[float, float] = (0.08, 1.0)
     """
     return MultiViewTransform(
         {
-            "pixel_values_1": ViewAugmentation.from_preset("byol_view1", size=size, scale=scale, **overrides),
-            "pixel_values_2": ViewAugmentation.from_preset("byol_view2", size=size, scale=scale, **overrides),
+            "pixel_values_1": ViewAugmentation.from_settings("byol_view1", size=size, scale=scale, **overrides),
+            "pixel_values_2": ViewAugmentation.from_settings("byol_view2", size=size, scale=scale, **overrides),
         },
         image_column=image_column,
     )

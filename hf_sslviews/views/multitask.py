@@ -7,7 +7,7 @@ arXiv 2602.05845 (METHODS.md section 5).
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence, Union
+from typing import Mapping, Optional, Sequence, Union
 
 import torch
 
@@ -64,7 +64,7 @@ def apply_cutout(img: torch.Tensor, box: tuple[int, int, int, int], fill: Union[
 
 
 # Sizes of the views: (global, local, cutout) sides in pixels.
-MULTITASK_PRESETS: dict[str, dict] = {
+MULTITASK_SETTINGS: dict[str, dict] = {
     "imagenet": dict(global_size=224, local_size=96, cutout_size=224),
     # 32 px data [ours]: globals and cutouts at the image size, locals at half of it
     # (96/224 * 32 = 13.7 rounded up to 16, a multiple of a patch-4 ViT's patch).
@@ -97,11 +97,12 @@ class MultiTaskViewTransform(ViewTransform):
       solarize for cutout views are [ours]: METHODS.md does not give them.
 
     Args:
-        preset: "imagenet" (224 / 96 / 224) or "cifar" (32 / 16 / 32); sizes below override it.
+        sizes: "imagenet" (224 / 96 / 224) or "cifar" (32 / 16 / 32); the sides below override it.
+            ``preset=`` is its former name, still accepted.
         n_global: number of global views (MULAN: 2); they alternate global_1 / global_2 settings.
         n_local: number of local crops (MULAN: 2 or 4).
         n_cutout: number of cutout views (MULAN: 1).
-        global_size, local_size, cutout_size: view sides in pixels (``None``: the preset's).
+        global_size, local_size, cutout_size: view sides in pixels (``None``: from ``sizes``).
         global_scale, local_scale, cutout_scale: crop area ranges.
         cutout_area, cutout_aspect: the rectangle's area fraction and aspect ranges.
         cutout_blur_p: blur probability of cutout views.
@@ -115,7 +116,7 @@ class MultiTaskViewTransform(ViewTransform):
 
     def __init__(
         self,
-        preset: str = "imagenet",
+        sizes: str = "imagenet",
         *,
         n_global: int = 2,
         n_local: int = 2,
@@ -136,19 +137,21 @@ class MultiTaskViewTransform(ViewTransform):
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
         image_column: str = "image",
+        preset: Optional[str] = None,
     ):
         super().__init__(image_column=image_column)
-        if preset not in MULTITASK_PRESETS:
-            raise ValueError(f"unknown MULAN view preset {preset!r}; choose one of {sorted(MULTITASK_PRESETS)}")
+        sizes = preset if preset is not None else sizes  # preset: the former name of sizes
+        if sizes not in MULTITASK_SETTINGS:
+            raise ValueError(f"unknown MULAN view sizes {sizes!r}; choose one of {sorted(MULTITASK_SETTINGS)}")
         for name, count in (("n_global", n_global), ("n_local", n_local), ("n_cutout", n_cutout)):
             if int(count) != count or count < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {count}")
         if n_global < 1:
             raise ValueError(f"MULAN needs at least one global view (the targets), got n_global={n_global}")
-        sizes = MULTITASK_PRESETS[preset]
-        global_size = sizes["global_size"] if global_size is None else global_size
-        local_size = sizes["local_size"] if local_size is None else local_size
-        cutout_size = sizes["cutout_size"] if cutout_size is None else cutout_size
+        sides = MULTITASK_SETTINGS[sizes]
+        global_size = sides["global_size"] if global_size is None else global_size
+        local_size = sides["local_size"] if local_size is None else local_size
+        cutout_size = sides["cutout_size"] if cutout_size is None else cutout_size
         # Validate the rectangle's ranges now rather than at the first image.
         cutout_box(8, 8, cutout_area, cutout_aspect)
 
