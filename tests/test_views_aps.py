@@ -187,10 +187,11 @@ def test_kept_patch_overlap__untracked_flips_break_it(flips):
 # ----------------------------------------------------------------------------- batched photometric ops
 
 
+@pytest.mark.parametrize("size", [12, 80])  # the batched path, and the crop-by-crop path of large crops
 @pytest.mark.parametrize("op, fn", [(0, F.adjust_brightness), (1, F.adjust_contrast), (2, F.adjust_saturation), (3, F.adjust_hue)])
-def test_color_jitter_float__each_op_matches_torchvision(op, fn):
+def test_color_jitter_float__each_op_matches_torchvision(op, fn, size):
     torch.manual_seed(7)
-    x = torch.rand(8, 3, 12, 12)
+    x = torch.rand(8, 3, size, size)
     x[:2, :, :4] = x[:2, :1, :4]  # grey pixels
     x[2:4, 1] = x[2:4, 0]  # ties at the maximum
     factors = torch.zeros(8, 4)
@@ -201,9 +202,10 @@ def test_color_jitter_float__each_op_matches_torchvision(op, fn):
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
 
 
-def test_color_jitter_float__order_and_skip_respected():
+@pytest.mark.parametrize("size", [8, 80])
+def test_color_jitter_float__order_and_skip_respected(size):
     torch.manual_seed(8)
-    x = torch.rand(2, 3, 8, 8)
+    x = torch.rand(2, 3, size, size)
     factors = torch.tensor([[1.3, 0.7, 1.2, 0.05], [1.3, 0.7, 1.2, 0.05]])
     order = torch.tensor([[3, 1, 0, 2], [0, 1, 2, 3]])
     got = color_jitter_float(x, torch.tensor([True, False]), order, factors)

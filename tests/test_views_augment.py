@@ -80,8 +80,8 @@ def _statistics(views: torch.Tensor, augment: ViewAugmentation) -> dict[str, flo
 
 @pytest.mark.parametrize("preset", ["byol_view1", "byol_view2"])
 def test_views_at_224__both_paths_have_the_statistics_of_torchvision_views(preset):
-    # byol_view1 (blur p=1) takes the batched float path at 224, byol_view2 (blur p=0.1) the
-    # per-crop uint8 path; both are checked, and against torchvision, on the same image.
+    # The batched float path (what the view transforms use) and the per-crop uint8 path (CLSA,
+    # ``__call__``), each against torchvision on the same image.
     augment = ViewAugmentation.from_settings(preset, size=224)
     image = _photo_like(320, seed=3)
     n = 400
