@@ -335,11 +335,27 @@ def _blend_float(x: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> 
 
 
 def gaussian_blur_float(x: torch.Tensor, sigmas: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """Gaussian blur of ``float [N, C, H, W]`` images, each with its own ``sigmas [N]``, in two ops.
+    """Gaussian blur of ``float [N, C, H, W]`` images, each with its own ``sigmas [N]``.
 
-    Same kernel and reflect padding as torchvision's ``gaussian_blur`` (separable, so equal up to
-    float rounding), as one grouped convolution per axis instead of one call per image.
+    torchvision's ``gaussian_blur`` (the same kernel samples and reflect padding), computed as two
+    1-d grouped convolutions, and with each image's kernel cut at 4 sigma (odd sizes): the weights
+    beyond hold under 1e-4 of the kernel's mass (under 0.03 grey levels), while a kernel of 23 for
+    sigma 0.1 costs 23 multiply-adds a pixel for nothing. Images are blurred in groups of one
+    kernel size.
     """
+    if kernel_size % 2 == 1:
+        sizes = (2 * torch.ceil(4 * sigmas.detach().float().cpu()).long() + 1).clamp_(3, kernel_size)
+        if int(sizes.min()) != int(sizes.max()):
+            out = torch.empty_like(x)
+            for size in sizes.unique().tolist():
+                rows = (sizes == size).nonzero().squeeze(1)
+                out[rows.to(x.device)] = _separable_blur(x[rows.to(x.device)], sigmas[rows.to(sigmas.device)], size)
+            return out
+        kernel_size = int(sizes[0]) if len(sizes) else kernel_size
+    return _separable_blur(x, sigmas, kernel_size)
+
+
+def _separable_blur(x: torch.Tensor, sigmas: torch.Tensor, kernel_size: int) -> torch.Tensor:
     n, c, height, width = x.shape
     half = (kernel_size - 1) * 0.5
     grid = torch.linspace(-half, half, kernel_size, dtype=x.dtype, device=x.device)
