@@ -152,6 +152,7 @@ def run_pretraining(model_args: ModelArguments, data_args: DataArguments, eval_a
     if trainer.is_world_process_zero():
         output_dir = Path(training_args.output_dir)
         record = RunRecord(arguments={"model": asdict(model_args), "data": asdict(data_args), "eval": asdict(eval_args)}, results=results)
+        record.write(output_dir)  # now, so a failure in the export or the kNN leaves the run described; again below, complete
         backbone_dir = export_backbone(trainer.model, output_dir / "backbone")
         logger.info("backbone exported to %s", backbone_dir)
         results["backbone_dir"] = str(backbone_dir)
