@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from hf_sslviews.evaluation.linear_probe import cached_features, fit_linear_probe, fit_linear_sgd, fit_logistic_regression_lbfgs, top1_top5
+from hf_sslviews.evaluation.features import cached_features
+from hf_sslviews.evaluation.linear_probe import fit_linear_probe, fit_linear_sgd, fit_logistic_regression_lbfgs, top1_top5
 from hf_sslviews.evaluation.metrics import available_metrics, load_metric
 
 from .helpers import export_tiny_backbone, load_script

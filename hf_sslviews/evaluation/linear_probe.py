@@ -19,8 +19,6 @@ optionally cached as safetensors); everything after that works on the feature te
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -29,75 +27,14 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import save_file
 
-from .features import extract_features
+from .features import cached_features, extract_features
 from .metrics import load_metric
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_WEIGHT_DECAYS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 SOLVERS = ("lbfgs", "sgd")
-
-
-# --------------------------------------------------------------------------------------------
-# Feature cache
-# --------------------------------------------------------------------------------------------
-
-
-def weights_fingerprint(model_name_or_path: str) -> str:
-    """Size and modification time of a local export's weight files (a Hub id is returned as is).
-
-    Part of the feature-cache key, so that a retrained backbone in the same folder does not reuse
-    stale features.
-    """
-    path = Path(model_name_or_path)
-    if not path.is_dir():
-        return str(model_name_or_path)
-    stats = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin"))]
-    return f"{path.resolve()}|{'|'.join(stats)}"
-
-
-def cached_features(
-    cache_dir: Union[str, Path, None],
-    name: str,
-    key: Mapping[str, Any],
-    extract: Callable[[], tuple[torch.Tensor, torch.Tensor]],
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features and labels from ``<cache_dir>/<name>-<hash of key>.safetensors``, or ``extract()`` them.
-
-    The file holds ``features`` float32 ``[N, D]`` and ``labels`` int64 ``[N]``; its metadata
-    records ``key`` (as JSON) so a human can tell what it came from. Any change of ``key`` (model,
-    weights, dataset, split, caps, transform) gives another file name, so a cache is never reused
-    for something else.
-
-    Args:
-        cache_dir: the cache folder, or ``None`` to always extract.
-        name: a readable prefix, e.g. the split name.
-        key: JSON-serialisable description of everything the features depend on.
-        extract: computes ``(features, labels)`` when the file is missing.
-
-    Returns:
-        ``(features, labels)`` on the CPU.
-    """
-    if cache_dir is None:
-        return extract()
-    key_json = json.dumps(dict(key), sort_keys=True, default=str)
-    digest = hashlib.sha256(key_json.encode()).hexdigest()[:16]
-    path = Path(cache_dir) / f"{name}-{digest}.safetensors"
-    if path.is_file():
-        with safe_open(str(path), framework="pt") as handle:
-            features, labels = handle.get_tensor("features"), handle.get_tensor("labels")
-        logger.info("loaded cached features %s from %s", tuple(features.shape), path)
-        return features, labels
-    features, labels = extract()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({"features": features.float().contiguous(), "labels": labels.long().contiguous()}, str(tmp), metadata={"key": key_json})
-    tmp.replace(path)  # a crash never leaves a half-written cache under the final name
-    logger.info("cached features %s in %s", tuple(features.shape), path)
-    return features, labels
 
 
 # --------------------------------------------------------------------------------------------
@@ -417,12 +354,10 @@ def run_linear_probe(
 __all__ = [
     "DEFAULT_WEIGHT_DECAYS",
     "LinearClassifier",
-    "cached_features",
     "fit_linear_probe",
     "fit_linear_sgd",
     "fit_logistic_regression_lbfgs",
     "run_linear_probe",
     "standardization",
     "top1_top5",
-    "weights_fingerprint",
 ]
