@@ -2,6 +2,9 @@
 
     python scripts/benchmark_data.py --suite imagenet            # ~1,000 JPEGs made once, then every pipeline
     python scripts/benchmark_data.py --suite imagenet --sets pair --rounds 5
+    python scripts/benchmark_data.py --suite imagenet --sets pair mulan --size_multiplier 4 \
+        --num_files 300 --data_dir /tmp/large_jpegs --libraries ours ours_full_decode torchvision lightly \
+        --output benchmarks/results/data_large_photos_cpu.json   # camera-sized photos: reduced decoding
 
 A folder of real photos at ImageNet-like sizes (about 500 x 375, JPEG quality 90) is made from the
 photographs scikit-image ships, re-encoded with varied crops and sizes (generated, not committed;
@@ -18,6 +21,10 @@ round so that a change of machine load hits all of them alike:
   normalise), the default collate.
 - ``lightly``: lightly's own transforms with the same settings where lightly has them
   (``BYOLTransform`` for the pair, ``DINOTransform`` for 2 global + n local crops), same file list.
+- ``ours_full_decode``: ours with ``reduced_decoding=False`` (every JPEG decoded whole), to show
+  what decoding at a reduced size gains; it only applies when every crop of an image keeps twice
+  its output side at half size, so it matters for photos much larger than the crops
+  (``--size_multiplier 4``: about 2000 x 1500), not at ImageNet's ~500 x 375 with 224 px views.
 - ``ours_device_photometric``: ours with ``--photometric_on_device``: the workers decode, crop and
   flip (``uint8`` crops) and the colour ops run on the training device after collation. Only the
   CPU half is timed here: it is what bounds a GPU node; the device half is one batched op chain.
@@ -29,7 +36,10 @@ patch indices) its nearest pipeline is timed and the row says what was left out.
 
 Reported per pipeline: views per second per core (images x views per image / seconds / workers;
 the best of ``--rounds`` rounds and the median), and the peak resident memory of each worker
-(``VmHWM`` of the worker processes, read before they exit). Ratios are ours over each peer,
+(``VmHWM`` of the worker processes, read before they exit) with its growth over the worker's
+resident memory at start (a forked worker starts with the parent's pages, ~600 MiB here, which
+grow as the benchmark imports more libraries: the growth is the pipeline's own working memory).
+Ratios are ours over each peer,
 measured side by side in one run. Results: ``benchmarks/results/data_imagenet_cpu.json`` and ``.md``.
 """
 
@@ -60,14 +70,14 @@ MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # ----------------------------------------------------------------------------- the JPEG folder
 
 
-def make_jpegs(folder: Path, count: int, seed: int = 0, quality: int = 90) -> list[Path]:
-    """``count`` JPEGs at ImageNet-like sizes in ``folder/<class>/``; made once, reused after."""
+def make_jpegs(folder: Path, count: int, seed: int = 0, quality: int = 90, size_multiplier: float = 1.0) -> list[Path]:
+    """``count`` JPEGs at ImageNet-like sizes (times ``size_multiplier``) in ``folder/<class>/``; made once, reused after."""
     import numpy as np
     import skimage
     from PIL import Image
 
     stamp = folder / "made_by_benchmark_data.json"
-    recipe = {"count": count, "seed": seed, "quality": quality, "photos": PHOTOS, "sizes": IMAGENET_SIZES}
+    recipe = {"count": count, "seed": seed, "quality": quality, "photos": PHOTOS, "sizes": IMAGENET_SIZES, "size_multiplier": size_multiplier}
     if stamp.is_file() and json.loads(stamp.read_text()) == json.loads(json.dumps(recipe)):
         return sorted(folder.glob("*/*.jpg"))
     rng = np.random.default_rng(seed)
@@ -81,7 +91,7 @@ def make_jpegs(folder: Path, count: int, seed: int = 0, quality: int = 90) -> li
         width, height = photo.size
         # A random crop of 50-100% of the photo's area, any aspect close to the target's.
         target_w, target_h = IMAGENET_SIZES[rng.integers(len(IMAGENET_SIZES))]
-        target_w, target_h = (int(side * rng.uniform(0.9, 1.1)) for side in (target_w, target_h))
+        target_w, target_h = (int(side * size_multiplier * rng.uniform(0.9, 1.1)) for side in (target_w, target_h))
         area = rng.uniform(0.5, 1.0) * width * height
         crop_w = int(min(width, (area * target_w / target_h) ** 0.5))
         crop_h = int(min(height, crop_w * target_h / target_w))
@@ -208,11 +218,14 @@ VIEWS_PER_IMAGE = {"pair": 2, "mulan": 7, "clsa_multi": 11, "aps": 2, "patchmix"
 def build_loader(library: str, view_set: str, files: list[Path], data_dir: Path, batch_size: int, workers: int):
     from torch.utils.data import DataLoader
 
-    if library in ("ours", "ours_device_photometric"):
+    if library in ("ours", "ours_device_photometric", "ours_full_decode"):
         from hf_sslviews.data import ViewCollator, load_image_dataset, prepare_for_views
 
         views = our_views(view_set)
         note = ""
+        if library == "ours_full_decode":
+            views.reduced_decoding = False
+            note = "every JPEG decoded at full size (reduced_decoding=False)"
         if library == "ours_device_photometric":
             if not hasattr(views, "deferred_photometric"):
                 return None, f"{type(views).__name__} keeps its colour ops in the workers"
@@ -227,29 +240,62 @@ def build_loader(library: str, view_set: str, files: list[Path], data_dir: Path,
     return DataLoader(FileDataset(files, transform), batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True), note
 
 
-def _worker_peak_mib(iterator) -> list[float]:
-    peaks = []
-    for worker in getattr(iterator, "_workers", []):
-        try:
-            for line in Path(f"/proc/{worker.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peaks.append(int(line.split()[1]) / 1024)
-        except OSError:
-            pass
-    return peaks
+def _status_mib(pid, field: str) -> Optional[float]:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
 
-def time_loader(loader, batches: int) -> tuple[float, list[float]]:
-    """Seconds for ``batches`` batches after the first (worker start-up and the first batch excluded)."""
+def _worker_memory_mib(iterator, start_rss: dict) -> tuple[list[float], list[float]]:
+    """Per worker: peak resident memory (VmHWM), and that peak minus the worker's resident memory at start.
+
+    A forked worker starts with the parent's resident pages (about 600 MiB here: torch, datasets,
+    every library imported so far), which grow as the benchmark goes; the growth over the start
+    is the pipeline's own working memory, comparable across libraries and rounds.
+    """
+    peaks, growth = [], []
+    for worker_id, worker in enumerate(getattr(iterator, "_workers", [])):
+        peak = _status_mib(worker.pid, "VmHWM")
+        if peak is not None:
+            peaks.append(peak)
+            if worker_id in start_rss:
+                growth.append(peak - start_rss[worker_id])
+    return peaks, growth
+
+
+class _RecordStartRss:
+    """``worker_init_fn`` writing each worker's resident memory at start into a shared array."""
+
+    def __init__(self, workers: int):
+        import multiprocessing
+
+        self.values = multiprocessing.Array("d", [float("nan")] * max(1, workers))
+
+    def __call__(self, worker_id: int) -> None:
+        self.values[worker_id] = _status_mib("self", "VmRSS") or float("nan")
+
+    def by_worker(self) -> dict:
+        return {index: value for index, value in enumerate(self.values[:]) if value == value}
+
+
+def time_loader(loader, batches: int) -> tuple[float, list[float], list[float]]:
+    """Seconds for ``batches`` batches after the first (worker start-up and the first batch excluded),
+    and per worker its peak memory and that peak's growth over its start (MiB)."""
+    start_rss = _RecordStartRss(loader.num_workers)
+    loader.worker_init_fn = start_rss
     iterator = iter(loader)
     next(iterator)
     start = time.perf_counter()
     for _ in range(batches):
         next(iterator)
     seconds = time.perf_counter() - start
-    peaks = _worker_peak_mib(iterator)
+    peaks, growth = _worker_memory_mib(iterator, start_rss.by_worker())
     del iterator
-    return seconds, peaks
+    return seconds, peaks, growth
 
 
 # ----------------------------------------------------------------------------- report
@@ -259,19 +305,20 @@ def summarise(report: dict) -> str:
     lines = [
         "# Views per second per core from JPEG files at ImageNet sizes",
         "",
-        f"{report['protocol']['num_files']} JPEGs (~500 x 375, quality 90), {report['protocol']['workers']} DataLoader workers "
+        f"{report['protocol']['num_files']} JPEGs (~{500 * report['protocol'].get('size_multiplier', 1):.0f} x {375 * report['protocol'].get('size_multiplier', 1):.0f}, "
+        f"quality 90), {report['protocol']['workers']} DataLoader workers "
         f"(one per core), batch {report['protocol']['batch_size']}, {report['protocol']['batches']} batches per round, "
         f"{report['protocol']['rounds']} rounds interleaved. Command: `{report['command']}`.",
         "",
-        "| view set | library | views / s / core (best) | median | peak RSS / worker (MiB) | ours / this | ours, colour on device / this | note |",
-        "|---|---|---|---|---|---|---|---|",
+        "| view set | library | views / s / core (best) | median | peak RSS / worker (MiB) | growth over start (MiB) | ours / this | ours, colour on device / this | note |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for view_set, rows in report["results"].items():
         ours = rows.get("ours", {}).get("views_per_second_per_core_best")
         deferred = rows.get("ours_device_photometric", {}).get("views_per_second_per_core_best")
         for library, row in rows.items():
             if "skipped" in row:
-                lines.append(f"| {view_set} | {library} | - | - | - | - | - | {row['skipped']} |")
+                lines.append(f"| {view_set} | {library} | - | - | - | - | - | - | {row['skipped']} |")
                 continue
             peer = library not in ("ours", "ours_device_photometric")
             rate = row["views_per_second_per_core_best"]
@@ -279,7 +326,7 @@ def summarise(report: dict) -> str:
             ratio_deferred = f"{deferred / rate:.2f}x" if deferred and peer else ""
             lines.append(
                 f"| {view_set} | {library} | {rate:.1f} | {row['views_per_second_per_core_median']:.1f} | "
-                f"{row['peak_rss_mib_per_worker']:.0f} | {ratio} | {ratio_deferred} | {row.get('note', '')} |"
+                f"{row['peak_rss_mib_per_worker']:.0f} | {row.get('peak_growth_mib_per_worker', float('nan')):.0f} | {ratio} | {ratio_deferred} | {row.get('note', '')} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -288,9 +335,11 @@ def main(argv: Optional[list[str]] = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", choices=("imagenet",), default="imagenet")
     parser.add_argument("--sets", nargs="+", default=list(VIEWS_PER_IMAGE), choices=list(VIEWS_PER_IMAGE))
-    parser.add_argument("--libraries", nargs="+", default=["ours", "torchvision", "lightly", "ours_device_photometric"], choices=("ours", "torchvision", "lightly", "ours_device_photometric"))
+    parser.add_argument("--libraries", nargs="+", default=["ours", "torchvision", "lightly", "ours_device_photometric"], choices=("ours", "torchvision", "lightly", "ours_device_photometric", "ours_full_decode"))
     parser.add_argument("--data_dir", default=str(DEFAULT_DATA_DIR), help="Where the JPEG folder is made (once) and read.")
     parser.add_argument("--num_files", type=int, default=1000)
+    parser.add_argument("--size_multiplier", type=float, default=1.0,
+                        help="Photo sides times this (4: about 2000 x 1500, a camera-sized folder; use its own --data_dir).")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="DataLoader workers (default: one per core).")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--batches", type=int, default=8, help="Timed batches per round (after one untimed batch).")
@@ -300,10 +349,11 @@ def main(argv: Optional[list[str]] = None) -> dict:
     torch.set_num_threads(1)  # the main process only collects batches; the workers do the work
 
     data_dir = Path(args.data_dir)
-    files = make_jpegs(data_dir, args.num_files)
+    files = make_jpegs(data_dir, args.num_files, size_multiplier=args.size_multiplier)
     results: dict = {view_set: {} for view_set in args.sets}
     timings: dict = {(v, lib): [] for v in args.sets for lib in args.libraries}
     peaks: dict = {(v, lib): [] for v in args.sets for lib in args.libraries}
+    growths: dict = {(v, lib): [] for v in args.sets for lib in args.libraries}
     notes: dict = {}
     for round_index in range(args.rounds):
         for view_set in args.sets:
@@ -313,12 +363,13 @@ def main(argv: Optional[list[str]] = None) -> dict:
                     results[view_set][library] = {"skipped": note}
                     continue
                 notes[(view_set, library)] = note
-                seconds, worker_peaks = time_loader(loader, args.batches)
+                seconds, worker_peaks, worker_growth = time_loader(loader, args.batches)
                 timings[(view_set, library)].append(seconds)
                 peaks[(view_set, library)] += worker_peaks
+                growths[(view_set, library)] += worker_growth
                 rate = args.batches * args.batch_size * VIEWS_PER_IMAGE[view_set] / seconds / args.workers
                 print(json.dumps({"round": round_index, "set": view_set, "library": library, "views_per_second_per_core": round(rate, 1),
-                                  "worker_peak_mib": [round(p) for p in worker_peaks]}), flush=True)
+                                  "worker_peak_mib": [round(p) for p in worker_peaks], "worker_growth_mib": [round(g) for g in worker_growth]}), flush=True)
     for (view_set, library), seconds in timings.items():
         if not seconds:
             continue
@@ -328,13 +379,14 @@ def main(argv: Optional[list[str]] = None) -> dict:
             "views_per_second_per_core_median": statistics.median(rates),
             "rates": rates,
             "peak_rss_mib_per_worker": max(peaks[(view_set, library)] or [float("nan")]),
+            "peak_growth_mib_per_worker": max(growths[(view_set, library)] or [float("nan")]),
             "views_per_image": VIEWS_PER_IMAGE[view_set],
             "note": notes.get((view_set, library), ""),
         }
     report = {
         "suite": args.suite,
         "command": "python scripts/benchmark_data.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "protocol": {"num_files": len(files), "workers": args.workers, "batch_size": args.batch_size, "batches": args.batches, "rounds": args.rounds},
+        "protocol": {"num_files": len(files), "size_multiplier": args.size_multiplier, "workers": args.workers, "batch_size": args.batch_size, "batches": args.batches, "rounds": args.rounds},
         "machine": machine_info(),
         "results": results,
     }

@@ -13,7 +13,17 @@ import torch
 from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
 
-from hf_sslviews.views.augment import ViewAugmentation, adjust_hue_uint8, gaussian_blur_uint8, sample_crop_box
+from hf_sslviews.views.augment import (
+    ViewAugmentation,
+    _blur_grouped,
+    adjust_hue_float,
+    adjust_hue_uint8,
+    color_jitter_float,
+    gaussian_blur_float,
+    gaussian_blur_uint8,
+    sample_crop_box,
+    solarize_float,
+)
 
 
 def _photo_like(size: int, seed: int) -> torch.Tensor:
@@ -37,6 +47,62 @@ def test_gaussian_blur_uint8__equals_torchvision_up_to_rounding(size, kernel):
         assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
         assert (ours - theirs).abs().max() <= 1
         assert (ours != theirs).float().mean() < 1e-3
+
+
+@pytest.mark.parametrize("size, kernel", [(32, 3), (96, 9), (224, 23)])
+def test_gaussian_blur_float__each_image_its_own_sigma_equals_torchvision(size, kernel):
+    torch.manual_seed(1)
+    images = torch.stack([_photo_like(size, seed) for seed in range(5)]).float() / 255
+    sigmas = torch.tensor([0.1, 0.4, 0.9, 1.6, 2.0])
+    theirs = torch.stack([F.gaussian_blur(image, [kernel, kernel], [float(s), float(s)]) for image, s in zip(images, sigmas)])
+    # The CPU path (image by image, shifted slices), the grouped-convolution path other devices
+    # take, and the in-place form the batched views use: all torchvision's blur, kernel cut at 4 sigma.
+    assert (gaussian_blur_float(images, sigmas, kernel) - theirs).abs().max() < 1e-4
+    cut = [min(kernel, 2 * math.ceil(4 * float(s)) + 1) for s in sigmas]
+    for size_group in set(cut):
+        rows = [i for i, size_of in enumerate(cut) if size_of == size_group]
+        assert (_blur_grouped(images[rows], sigmas[rows], size_group) - theirs[rows]).abs().max() < 1e-4
+    in_place = images.clone()
+    assert gaussian_blur_float(in_place, sigmas, kernel, out=in_place) is in_place
+    assert (in_place - theirs).abs().max() < 1e-4
+
+
+def test_adjust_hue_float__equals_torchvision_with_grey_pixels_and_ties():
+    torch.manual_seed(2)
+    images = torch.rand(3, 3, 40, 40)
+    images[0, :, :5] = images[0, :1, :5]  # grey: hue undefined, must stay grey
+    images[1, 1] = images[1, 0]  # red and green tie for the maximum: red wins, as in torchvision
+    images[2, 2, :10] = images[2, 0, :10]  # red and blue tie
+    for hue in (-0.5, -0.1, 0.0, 0.04, 0.1, 0.5):
+        theirs = torch.stack([F.adjust_hue(image, hue) for image in images])
+        ours = adjust_hue_float(images, torch.full((3,), hue))
+        assert (ours - theirs).abs().max() < 1e-5
+    assert torch.equal(adjust_hue_float(images[:1], torch.tensor([0.3]))[0, :, :, :5][:, :5], images[0, :, :5, :5])
+
+
+@pytest.mark.parametrize("size", [32, 96])  # 32 px: the batched path; 96 px: crop by crop, in place, on a CPU
+def test_color_jitter_float__equals_torchvision_ops_in_the_drawn_order(size):
+    torch.manual_seed(3)
+    crops = torch.rand(6, 3, size, size)
+    apply = torch.tensor([True, True, False, True, True, True])
+    order = torch.rand(6, 4).argsort(dim=1)
+    factors = torch.cat([torch.empty(6, 3).uniform_(0.6, 1.4), torch.empty(6, 1).uniform_(-0.1, 0.1)], dim=1)
+    ops = (F.adjust_brightness, F.adjust_contrast, F.adjust_saturation, F.adjust_hue)
+    theirs = crops.clone()
+    for index in range(6):
+        if apply[index]:
+            for op in order[index].tolist():
+                theirs[index] = ops[op](theirs[index], float(factors[index, op]))
+    ours = color_jitter_float(crops, apply, order, factors)
+    assert (ours - theirs).abs().max() < 1e-5
+    assert torch.equal(ours[2], crops[2])  # not drawn: untouched
+
+
+def test_solarize_float__equals_torchvision_at_threshold_128():
+    levels = torch.arange(256, dtype=torch.float32).div(255).view(1, 1, 16, 16).expand(2, 3, 16, 16)
+    assert torch.equal(solarize_float(levels), F.solarize(levels, 128 / 255))
+    assert solarize_float(levels)[0, 0].flatten()[127] == levels[0, 0].flatten()[127]  # 127 stays, 128 flips
+    assert solarize_float(levels)[0, 0].flatten()[128] == 1 - levels[0, 0].flatten()[128]
 
 
 @pytest.mark.parametrize("size", [32, 224])

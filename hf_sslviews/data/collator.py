@@ -6,6 +6,8 @@ from typing import Any, Sequence
 
 import torch
 
+from ..views.worker_memory import view_output
+
 
 class ViewCollator:
     """Collate the rows of a view transform into model inputs.
@@ -59,7 +61,9 @@ def stack_rows(rows: Sequence[torch.Tensor]) -> torch.Tensor:
         )
         if consecutive:
             return first.as_strided((len(rows), *first.shape), (step, *first.stride()), start)
-    return torch.stack(rows)
+    # In a DataLoader worker the stacked batch is born in shared memory (as default_collate does):
+    # in ordinary memory it would be copied there whole when the worker sends the batch.
+    return torch.stack(rows, out=view_output((len(rows), *first.shape), first.dtype)) if first.device.type == "cpu" else torch.stack(rows)
 
 
 def batch_rows(batch: dict[str, Any]) -> int:

@@ -24,12 +24,14 @@ grid correctly; ``track_flips=False`` reproduces the original.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import torch
 
 from .augment import CropBox, ViewAugmentation
-from .base import ViewTransform
+from .base import ViewTransform, planned_images
+from .multi_view import plan_crops
+from .worker_memory import view_output
 
 GridSize = Union[int, Sequence[int]]
 
@@ -337,27 +339,30 @@ class APSViewTransform(ViewTransform):
         """Output key -> the augmentation of its view, for the colour ops run on the device."""
         return {"pixel_values_1": [self.augment], "pixel_values_2": [self.augment]}
 
-    def _views_of(self, images: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """All views of a list of decoded images, batched across them: ``key -> [N, ...]``."""
-        if not images:
-            return {}
+    def _views_of(self, images: Iterable[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """All views of the decoded images, batched across them: ``key -> [N, ...]``."""
         crops: tuple[list, list] = ([], [])
         boxes: list[tuple] = []
-        for image in images:
-            for view in range(2):
-                crop, box = self.augment.geometric(image)
-                crops[view].append(crop)
+        # Image by image: each decoded image is dropped once its crops are taken, and a JPEG whose
+        # two crops allow it is decoded at a reduced size (the boxes stay in full-size pixels).
+        for image, scale, pair in planned_images(images, plan_crops([self.augment, self.augment])):
+            for view, box in enumerate(pair):
+                crops[view].append(self.augment.crop(image, box, scale))
                 boxes.append((box.top, box.left, box.height, box.width, float(box.flipped)))
+        if not boxes:
+            return {}
+        n = len(crops[0])
         # The patch geometry is drawn before the colours, so it is the same wherever they are made.
-        boxes = torch.tensor(boxes, dtype=torch.float32).view(len(images), 2, 5)
-        indices_1 = sparse_patch_chunks(self.grid, self.grid, self.ratio, self.num_chunks, batch_shape=(len(images),))
+        boxes = torch.tensor(boxes, dtype=torch.float32).view(n, 2, 5)
+        indices_1 = sparse_patch_chunks(self.grid, self.grid, self.ratio, self.num_chunks, batch_shape=(n,))
         coverage = patch_coverage(boxes[:, 0], boxes[:, 1], indices_1, self.grid, track_flips=self.track_flips)
         indices_2 = selective_patch_indices(coverage, self.num_patches, self.power)
         # View 1 of every image, then view 2: each key's views are one contiguous block, which
         # the collator takes without a copy.
-        stacked = torch.stack(crops[0] + crops[1])
+        stacked = torch.stack(crops[0] + crops[1], out=view_output((2 * n, 3, self.size, self.size), torch.uint8) if self.photometric_on_device else None)
+        del crops  # stacked: the separate crops are freed before the colour ops run
         pixels = stacked if self.photometric_on_device else self.augment.photometric_normalize_crops(stacked)
-        pixels = pixels.view(2, len(images), *pixels.shape[1:])
+        pixels = pixels.view(2, n, *pixels.shape[1:])
         return {"pixel_values_1": pixels[0], "pixel_values_2": pixels[1], "token_indices_1": indices_1, "token_indices_2": indices_2, "crop_boxes": boxes}
 
     def __repr__(self) -> str:

@@ -14,11 +14,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 import torch
 
-from .decode import ImageDecodeError, decode_image, pil_to_uint8_tensor
+from .decode import ImageDecodeError, decode_image, load_rgb, open_image, oriented_size, pil_to_uint8_tensor
+from .worker_memory import keep_freed_memory_in_worker
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,9 @@ class ViewTransform:
     # Set by SSLTrainer for --photometric_on_device, on transforms that define deferred_photometric():
     # the views are then uint8 crops and the colour ops run on the training device after collation.
     photometric_on_device: bool = False
+    # Decode a JPEG at 1/2, 1/4 or 1/8 of its size when every crop of the image allows it
+    # (``augment.decode_reduction``): large photos decode several times faster. False: always whole.
+    reduced_decoding: bool = True
 
     def __init__(self, image_column: str = "image"):
         self.image_column = image_column
@@ -103,38 +107,45 @@ class ViewTransform:
     def make_views(self, image: torch.Tensor) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def call_batched(self, batch: Mapping[str, list], views_of: Callable[[list[torch.Tensor]], dict[str, torch.Tensor]]) -> dict[str, list]:
+    def call_batched(self, batch: Mapping[str, list], views_of: Callable[[Iterable[torch.Tensor]], dict[str, Any]]) -> dict[str, list]:
         """``__call__`` with the views of all decodable images of the batch made at once.
 
-        ``views_of`` maps a list of ``uint8 [3, H, W]`` images to ``key -> tensor [N, ...]``; rows
-        of undecodable images get ``None`` and ``image_ok=False``, as in the per-image path.
-        Batching across images lets the photometric ops of small crops run as a few batched ops
-        instead of 10 to 20 tiny ones per crop (see ``ViewAugmentation.photometric_normalize_crops``).
+        ``views_of`` takes the batch's images as :class:`DecodedImages` (``uint8 [3, H, W]``
+        tensors, decoded one at a time as it iterates them, once) and returns ``key -> tensor
+        [N, ...]`` (or a list of such tensors, one per resolution, handed out as a list per row)
+        for the N decodable ones; ``{}`` when there are none. Rows of undecodable images get
+        ``None`` and ``image_ok=False``, as in the per-image path. Batching across images lets the
+        photometric ops of small crops run as a few batched ops instead of 10 to 20 tiny ones per
+        crop (see ``ViewAugmentation.photometric_normalize_crops``); cropping each image as it is
+        decoded keeps one decoded image in memory instead of the batch's.
         """
         if self.image_column not in batch:
             raise missing_column_error(self.image_column, batch)
-        images: list[Optional[torch.Tensor]] = []
-        for value in batch[self.image_column]:
-            try:
-                images.append(pil_to_uint8_tensor(decode_image(value)))
-            except ImageDecodeError:
-                images.append(None)
-        good = [image for image in images if image is not None]
+        keep_freed_memory_in_worker()
+        images = DecodedImages(batch[self.image_column], reduced_decoding=self.reduced_decoding)
         # The views of the whole batch are made at once, so the batch's rows seed them together.
         with self.seeded(batch, range(len(images))):
-            views = views_of(good) if good else {}
+            views = views_of(images)
+        ok = images.ok
         out: dict[str, list] = {key: [] for key in self.output_keys}
         row = 0
-        for image in images:
+        for good in ok:
             for key in self.output_keys:
-                out[key].append(None if image is None else views[key][row])
-            row += image is not None
-        out["image_ok"] = [image is not None for image in images]
+                value = views.get(key)
+                if not good:
+                    out[key].append(None)
+                elif isinstance(value, list):  # views at several resolutions: one tensor per resolution
+                    out[key].append([tensor[row] for tensor in value])
+                else:
+                    out[key].append(value[row])
+            row += good
+        out["image_ok"] = ok
         return out
 
     def __call__(self, batch: Mapping[str, list]) -> dict[str, list]:
         if self.image_column not in batch:
             raise missing_column_error(self.image_column, batch)
+        keep_freed_memory_in_worker()
         out: dict[str, list] = {key: [] for key in self.output_keys}
         out["image_ok"] = []
         for row, value in enumerate(batch[self.image_column]):
@@ -148,3 +159,81 @@ class ViewTransform:
                 out[key].append(None if views is None else views[key])
             out["image_ok"].append(views is not None)
         return out
+
+
+class DecodedImages:
+    """The images of a batch column as ``uint8 [3, H, W]`` tensors, decoded one at a time as they are iterated.
+
+    Iterate it once: the undecodable values are skipped (and counted by the caller through
+    :attr:`ok`). A transform that takes its crops from each image as it comes holds one decoded
+    image or two at a time (0.6 MB each for a 500 x 375 photo) instead of the whole batch's.
+    """
+
+    def __init__(self, values: Sequence[Any], reduced_decoding: bool = True):
+        self.values = values
+        self.reduced_decoding = reduced_decoding
+        self._ok: list[bool] = []
+        self._started = False
+
+    def __len__(self) -> int:
+        """The number of values (decodable or not)."""
+        return len(self.values)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        if self._started:
+            raise RuntimeError("DecodedImages is iterated once; keep the crops (or list(images)) to use the images again")
+        self._started = True
+        for value in self.values:
+            try:
+                image = pil_to_uint8_tensor(decode_image(value))
+            except ImageDecodeError:
+                self._ok.append(False)
+                continue
+            self._ok.append(True)
+            yield image
+
+    def decoded_with(self, plan: Callable[[int, int], tuple[Any, int]]) -> Iterator[tuple[torch.Tensor, tuple[float, float], Any]]:
+        """Iterate with each image's views planned from its header before its pixels are decoded.
+
+        ``plan(height, width)`` (the size once EXIF-oriented) returns ``(state, reduce)``: whatever
+        the transform drew (its crop boxes) and the JPEG reduction they allow
+        (:func:`~hf_sslviews.views.augment.decode_reduction`). Yields ``(image, scale, state)``
+        per decodable value: ``image`` ``uint8 [3, h, w]``, possibly reduced, and ``scale``
+        ``(h / height, w / width)``, with which ``ViewAugmentation.crop`` maps the boxes onto it.
+        """
+        if self._started:
+            raise RuntimeError("DecodedImages is iterated once; keep the crops (or list(images)) to use the images again")
+        self._started = True
+        for value in self.values:
+            try:
+                source = open_image(value)
+                height, width = oriented_size(source)
+                state, reduce = plan(height, width)
+                image = pil_to_uint8_tensor(load_rgb(source, reduce if self.reduced_decoding else 1))
+            except ImageDecodeError:
+                self._ok.append(False)
+                continue
+            self._ok.append(True)
+            yield image, (image.shape[1] / height, image.shape[2] / width), state
+
+    @property
+    def ok(self) -> list[bool]:
+        """Per value, whether it decoded; complete once the iteration has run (unvisited values are decoded now)."""
+        if not self._started:
+            for _ in self:
+                pass
+        if len(self._ok) != len(self.values):
+            raise RuntimeError("a view transform stopped iterating DecodedImages before the end of the batch")
+        return self._ok
+
+
+def planned_images(images: Iterable[torch.Tensor], plan: Callable[[int, int], tuple[Any, int]]) -> Iterator[tuple[torch.Tensor, tuple[float, float], Any]]:
+    """``(image, scale, state)`` per image: :meth:`DecodedImages.decoded_with` for a batch being
+    decoded; for images already decoded (a list, a generator of tensors), ``plan`` on each one's
+    size and ``scale`` (1, 1)."""
+    if isinstance(images, DecodedImages):
+        yield from images.decoded_with(plan)
+        return
+    for image in images:
+        state, _ = plan(*image.shape[-2:])
+        yield image, (1.0, 1.0), state

@@ -7,13 +7,14 @@ Paper: Wang & Qi, "Contrastive Learning with Stronger Augmentations", arXiv 2104
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Iterable, Mapping, Optional, Sequence
 
 import torch
 
 from .augment import VIEW_SETTINGS, ViewAugmentation
 from .base import IMAGENET_MEAN, IMAGENET_STD, ViewTransform
 from .randaugment import OpDraw, RandAugment
+from .worker_memory import view_output
 
 _MULTI_SCALES = ((0.2, 1.0), (0.172, 0.86), (0.143, 0.715), (0.114, 0.571), (0.086, 0.429))
 
@@ -79,6 +80,17 @@ class StrongViewAugmentation(ViewAugmentation):
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         return self.with_ops(image)[0]
+
+    def batch_views(self, images: Sequence[torch.Tensor], out: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """One strong view of each image, ``float32 [N, 3, size, size]``, written into ``out`` when given.
+
+        Image by image: RandAugment's ops are drawn and applied per ``uint8`` crop.
+        """
+        if out is None:
+            out = view_output((len(images), 3, self.size, self.size), torch.float32)
+        for index, image in enumerate(images):
+            out[index] = self(image)
+        return out
 
     def __repr__(self) -> str:
         return f"{super().__repr__()} + {self.randaugment} ({self.stage})"
@@ -179,6 +191,20 @@ class CLSAViewTransform(ViewTransform):
         """One strong view of a ``uint8 [3, H, W]`` image at resolution ``index``, with the
         RandAugment ops applied to it (for visualisation)."""
         return self.strong_views[index].with_ops(image)
+
+    def __call__(self, batch: Mapping[str, list]) -> dict[str, list]:
+        return self.call_batched(batch, self._views_of)
+
+    def _views_of(self, images: Iterable[torch.Tensor]) -> dict[str, object]:
+        """Each view of all images: the key and weak views with their colour ops batched across the
+        images, the strong views image by image; every one written once, into the batch's memory."""
+        images = list(images)  # every view set below walks the images again
+        if not images:
+            return {}
+        views = {"key_pixel_values": self.key_view.batch_views(images), "weak_pixel_values": [aug.batch_views(images) for aug in self.weak_views]}
+        if self.strong_views:
+            views["strong_pixel_values"] = [aug.batch_views(images) for aug in self.strong_views]
+        return views
 
     def make_views(self, image: torch.Tensor) -> dict[str, object]:
         views = {"key_pixel_values": self.key_view(image), "weak_pixel_values": [aug(image) for aug in self.weak_views]}

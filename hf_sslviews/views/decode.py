@@ -8,6 +8,7 @@ be decoded raises :class:`ImageDecodeError`, which the view transforms count as 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import warnings
@@ -113,12 +114,17 @@ def _open(value: Any) -> Image.Image:
     raise ImageDecodeError(f"cannot decode an image from a value of type {type(value).__name__}")
 
 
-def decode_image(value: Any) -> Image.Image:
+def decode_image(value: Any, reduce: int = 1) -> Image.Image:
     """Decode one value of an image column into an RGB ``PIL.Image``.
 
     Accepts what ``datasets`` may hand over: a ``PIL.Image``, a dict with ``bytes`` and/or
     ``path`` (an ``Image(decode=False)`` column), raw bytes, a file path, or a HWC/HW uint8
     array. Raises :class:`ImageDecodeError` naming the problem.
+
+    ``reduce`` (1, 2, 4 or 8): a JPEG is decoded at about ``1 / reduce`` of its size through
+    libjpeg's scaled IDCT (PIL's ``draft``), several times faster than decoding it whole; other
+    formats, and already decoded images, come at full size. See :func:`open_image` for deciding
+    it from the header first.
 
     Decompression bombs: an image with more pixels than ``PIL.Image.MAX_IMAGE_PIXELS``
     (89,478,485 by default, about 9,459 x 9,459) is rejected from its header, before any pixel
@@ -127,16 +133,55 @@ def decode_image(value: Any) -> Image.Image:
     e.g. 300 MB for a 10,000 x 10,000 RGB image) and raises above 2x; here both are skips.
     Setting ``PIL.Image.MAX_IMAGE_PIXELS = None`` (or a larger number) lets large images through.
     """
-    try:
+    return load_rgb(open_image(value), reduce)
+
+
+def open_image(value: Any) -> Image.Image:
+    """The image of one column value with only its header read (size, mode, EXIF); bombs refused.
+
+    Pass it to :func:`load_rgb` to decode it, after choosing a reduction from :func:`oriented_size`.
+    """
+    with _as_decode_errors():
         with warnings.catch_warnings():
             # PIL warns at open between 1x and 2x the limit; the explicit check below decides.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = _open(value)
-            limit = Image.MAX_IMAGE_PIXELS
-            if limit is not None and image.width * image.height > limit:
-                raise _bomb_error(image.width, image.height)
-            image.load()
-            image = to_rgb(image)
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit is not None and image.width * image.height > limit:
+            raise _bomb_error(image.width, image.height)
+    if image.width == 0 or image.height == 0:
+        raise ImageDecodeError(f"image has zero size ({image.width}x{image.height})")
+    return image
+
+
+def oriented_size(image: Image.Image) -> tuple[int, int]:
+    """``(height, width)`` of an opened image once its EXIF orientation is applied (as :func:`to_rgb` does)."""
+    with _as_decode_errors():
+        orientation = image.getexif().get(0x0112, 1)
+    # Orientations 5 to 8 are transposes (90 or 270 degree turns, with or without a mirror).
+    return (image.width, image.height) if orientation in (5, 6, 7, 8) else (image.height, image.width)
+
+
+def load_rgb(image: Image.Image, reduce: int = 1) -> Image.Image:
+    """Decode an image from :func:`open_image` into 8-bit RGB, a JPEG at about ``1 / reduce`` of its size."""
+    with _as_decode_errors():
+        if reduce > 1:
+            # draft() picks the largest of 1/2, 1/4, 1/8 not above min(width // asked width, height //
+            # asked height); asking for (width // reduce, height // reduce) gives exactly ``reduce``
+            # (width // (width // r) < 2r) wherever the image has r pixels a side. A no-op but for JPEGs.
+            image.draft(None, (max(1, image.width // reduce), max(1, image.height // reduce)))
+        image.load()
+        image = to_rgb(image)
+    if image.width == 0 or image.height == 0:
+        raise ImageDecodeError(f"image has zero size ({image.width}x{image.height})")
+    return image
+
+
+@contextlib.contextmanager
+def _as_decode_errors():
+    """Anything one file makes PIL raise becomes an :class:`ImageDecodeError` (a counted skip)."""
+    try:
+        yield
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as error:
@@ -152,9 +197,6 @@ def decode_image(value: Any) -> Image.Image:
         # exif_transpose, a damaged TIFF tag TypeError, a bit-flipped header KeyError or
         # IndexError. Each is a counted skip (ImageNet holds such files).
         raise ImageDecodeError(f"{type(error).__name__}: {error}") from error
-    if image.width == 0 or image.height == 0:
-        raise ImageDecodeError(f"image has zero size ({image.width}x{image.height})")
-    return image
 
 
 def pil_to_uint8_tensor(image: Image.Image) -> torch.Tensor:

@@ -8,12 +8,13 @@ mapped to a list yields ``[n, 3, s, s]`` (all views of one key share a size, so 
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence, Union
+from typing import Callable, Iterable, Mapping, Sequence, Union
 
 import torch
 
-from .augment import ViewAugmentation
-from .base import ViewTransform
+from .augment import CropBox, ViewAugmentation, decode_reduction
+from .base import ViewTransform, planned_images
+from .worker_memory import view_output
 
 ViewGroup = Union[ViewAugmentation, Sequence[ViewAugmentation]]
 
@@ -54,14 +55,17 @@ class MultiViewTransform(ViewTransform):
     def __call__(self, batch: Mapping[str, list]) -> dict[str, list]:
         return self.call_batched(batch, self._views_of)
 
-    def _views_of(self, images: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _views_of(self, images: Iterable[torch.Tensor]) -> dict[str, torch.Tensor]:
         """Each key's views of all images: ``[N, 3, s, s]`` or ``[N, n, 3, s, s]``."""
-        out = {}
-        for key, group in self.views.items():
-            if isinstance(group, ViewAugmentation):
-                out[key] = group.crops_of(images) if self.photometric_on_device else group.batch_views(images)
-            else:
-                out[key] = stacked_views(group, images, photometric=not self.photometric_on_device)
+        groups = {key: [group] if isinstance(group, ViewAugmentation) else list(group) for key, group in self.views.items()}
+        crops = crops_image_by_image(images, [aug for group in groups.values() for aug in group])
+        if not crops[0]:
+            return {}
+        out, first = {}, 0
+        for key, group in groups.items():
+            views = finish_views(group, crops[first : first + len(group)], photometric=not self.photometric_on_device)
+            out[key] = views[:, 0] if isinstance(self.views[key], ViewAugmentation) else views
+            first += len(group)
         return out
 
     def deferred_photometric(self) -> dict[str, list[ViewAugmentation]]:
@@ -72,19 +76,50 @@ class MultiViewTransform(ViewTransform):
         return f"{type(self).__name__}(image_column={self.image_column!r}, views={self.views})"
 
 
-def stacked_views(group: Sequence[ViewAugmentation], images: list[torch.Tensor], photometric: bool = True) -> torch.Tensor:
-    """``float32 [N, n, 3, s, s]``: view j of every image written straight into slice ``[:, j]``.
+def crops_image_by_image(images: Iterable[torch.Tensor], augs: Sequence[ViewAugmentation]) -> list[list[torch.Tensor]]:
+    """The geometric half of every view: per augmentation, its ``uint8 [3, s, s]`` crop of each image.
 
-    No ``torch.stack`` of per-view batches, which would hold every view twice at its peak. With
+    Image by image (every view of an image, then the next image), so that each decoded image can
+    be dropped as soon as its crops are taken; with :class:`~hf_sslviews.views.base.DecodedImages`
+    the crop boxes are drawn from the header first, and a JPEG whose crops all allow it is decoded
+    at a reduced size (:func:`~hf_sslviews.views.augment.decode_reduction`).
+    """
+    crops: list[list[torch.Tensor]] = [[] for _ in augs]
+    for image, scale, boxes in planned_images(images, plan_crops(augs)):
+        for slot, (aug, box) in enumerate(zip(augs, boxes)):
+            crops[slot].append(aug.crop(image, box, scale))
+    return crops
+
+
+def plan_crops(augs: Sequence[ViewAugmentation]) -> Callable[[int, int], tuple[list[CropBox], int]]:
+    """``plan(height, width)``: every view's crop box, and the JPEG reduction they allow."""
+    sizes = [aug.size for aug in augs]
+
+    def plan(height: int, width: int) -> tuple[list[CropBox], int]:
+        boxes = [aug.draw_geometry(height, width) for aug in augs]
+        return boxes, decode_reduction(boxes, sizes)
+
+    return plan
+
+
+def finish_views(group: Sequence[ViewAugmentation], crops: Sequence[Sequence[torch.Tensor]], photometric: bool = True) -> torch.Tensor:
+    """``[N, n, 3, s, s]``: view j of every image (``crops[j]``, ``uint8 [3, s, s]`` each) finished into slice ``[:, j]``.
+
+    Consumes ``crops``: each list is emptied once stacked.
+
+    The colour ops run batched across the images of each view and write straight into the output
+    (in shared memory inside a DataLoader worker), so no second copy of the views is made. With
     ``photometric=False``: the ``uint8`` crops only (the colour ops are deferred to the device).
     """
     size = group[0].size
-    out = torch.empty(len(images), len(group), 3, size, size, dtype=torch.float32 if photometric else torch.uint8)
+    out = view_output((len(crops[0]), len(group), 3, size, size), torch.float32 if photometric else torch.uint8)
     for index, aug in enumerate(group):
+        stacked = torch.stack(crops[index])
+        crops[index].clear()  # consumed: the separate crops are freed before the colour ops run
         if photometric:
-            aug.batch_views(images, out=out[:, index])
+            aug.photometric_normalize_crops(stacked, out=out[:, index])
         else:
-            out[:, index] = aug.crops_of(images)
+            out[:, index] = stacked
     return out
 
 

@@ -7,13 +7,13 @@ arXiv 2602.05845 (METHODS.md section 5).
 from __future__ import annotations
 
 import math
-from typing import Mapping, Optional, Sequence, Union
+from typing import Iterable, Mapping, Optional, Sequence, Union
 
 import torch
 
 from .augment import ViewAugmentation
-from .base import IMAGENET_MEAN, IMAGENET_STD, ViewTransform
-from .multi_view import stacked_views
+from .base import IMAGENET_MEAN, IMAGENET_STD, ViewTransform, planned_images
+from .multi_view import finish_views, plan_crops
 
 
 def cutout_box(
@@ -194,26 +194,28 @@ class MultiTaskViewTransform(ViewTransform):
     def __call__(self, batch: Mapping[str, list]) -> dict[str, list]:
         return self.call_batched(batch, self._views_of)
 
-    def _views_of(self, images: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """All views of a list of images, each view type batched across them: ``[N, n, 3, s, s]``."""
-        photometric = not self.photometric_on_device
-        out = {"global_pixel_values": stacked_views(self.global_views, images, photometric)}
-        if self.local_views:
-            out["local_pixel_values"] = stacked_views(self.local_views, images, photometric)
-        if self.cutout_views:
-            size = self.cutout_views[0].size
-            cutouts = torch.empty(len(images), len(self.cutout_views), 3, size, size, dtype=torch.float32 if photometric else torch.uint8)
-            for index, aug in enumerate(self.cutout_views):
-                crops = []
-                for image in images:
-                    crop, _ = aug.geometric(image)
+    def _views_of(self, images: Iterable[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """All views of the images, each view type batched across them: ``[N, n, 3, s, s]``."""
+        views = self.global_views + self.local_views + self.cutout_views
+        crops: list[list[torch.Tensor]] = [[] for _ in views]
+        first_cutout = len(self.global_views) + len(self.local_views)
+        # Image by image: each decoded image is dropped once its crops are taken, and a JPEG whose
+        # crops all allow it is decoded at a reduced size (crops_image_by_image).
+        for image, scale, boxes in planned_images(images, plan_crops(views)):
+            for slot, (aug, box) in enumerate(zip(views, boxes)):
+                crop = aug.crop(image, box, scale)
+                if slot >= first_cutout:
                     # Before the colour jitter, as MULAN does: the hole is jittered with the rest.
-                    crops.append(apply_cutout(crop, cutout_box(aug.size, aug.size, self.cutout_area, self.cutout_aspect), self.fill))
-                if photometric:
-                    aug.photometric_normalize_crops(torch.stack(crops), out=cutouts[:, index])
-                else:
-                    cutouts[:, index] = torch.stack(crops)
-            out["cutout_pixel_values"] = cutouts
+                    crop = apply_cutout(crop, cutout_box(aug.size, aug.size, self.cutout_area, self.cutout_aspect), self.fill)
+                crops[slot].append(crop)
+        if not crops[0]:
+            return {}
+        photometric = not self.photometric_on_device
+        out, first = {}, 0
+        for key, group in zip(("global_pixel_values", "local_pixel_values", "cutout_pixel_values"), (self.global_views, self.local_views, self.cutout_views)):
+            if group:
+                out[key] = finish_views(group, crops[first : first + len(group)], photometric)
+                first += len(group)
         return out
 
     def deferred_photometric(self) -> dict[str, list[ViewAugmentation]]:
