@@ -2,9 +2,9 @@
 
     python scripts/benchmark_data.py --suite imagenet            # ~1,000 JPEGs made once, then every pipeline
     python scripts/benchmark_data.py --suite imagenet --sets pair --rounds 5
-    python scripts/benchmark_data.py --suite imagenet --sets pair mulan --size_multiplier 4 \
-        --num_files 300 --data_dir /tmp/large_jpegs --libraries ours ours_full_decode torchvision lightly \
-        --output benchmarks/results/data_large_photos_cpu.json   # camera-sized photos: reduced decoding
+    python scripts/benchmark_data.py --suite imagenet --sets pair mulan --size_multiplier 8 \
+        --num_files 200 --data_dir /tmp/camera_jpegs --libraries ours ours_full_decode torchvision lightly \
+        --batches 3 --rounds 2 --output benchmarks/results/data_large_photos_cpu.json   # camera-sized photos
 
 A folder of real photos at ImageNet-like sizes (about 500 x 375, JPEG quality 90) is made from the
 photographs scikit-image ships, re-encoded with varied crops and sizes (generated, not committed;
@@ -23,8 +23,8 @@ round so that a change of machine load hits all of them alike:
   (``BYOLTransform`` for the pair, ``DINOTransform`` for 2 global + n local crops), same file list.
 - ``ours_full_decode``: ours with ``reduced_decoding=False`` (every JPEG decoded whole), to show
   what decoding at a reduced size gains; it only applies when every crop of an image keeps twice
-  its output side at half size, so it matters for photos much larger than the crops
-  (``--size_multiplier 4``: about 2000 x 1500), not at ImageNet's ~500 x 375 with 224 px views.
+  its output side at a quarter size, so it matters for photos much larger than the crops
+  (``--size_multiplier 8``: about 4000 x 3000), not at ImageNet's ~500 x 375 with 224 px views.
 - ``ours_device_photometric``: ours with ``--photometric_on_device``: the workers decode, crop and
   flip (``uint8`` crops) and the colour ops run on the training device after collation. Only the
   CPU half is timed here: it is what bounds a GPU node; the device half is one batched op chain.
@@ -143,13 +143,21 @@ def torchvision_view(size: int, scale: tuple[float, float], blur_p: float, solar
 
 
 class ManyViews:
-    """One image -> a tuple of views, one per transform (the usual multi-crop wrapper)."""
+    """One image -> a tuple of views, one per transform (the usual multi-crop wrapper).
 
-    def __init__(self, transforms: list[Callable]):
-        self.transforms = transforms
+    ``flatten``: a transform that returns a list of views (lightly's multi-view transforms)
+    contributes each of them.
+    """
+
+    def __init__(self, transforms: list[Callable], flatten: bool = False):
+        self.transforms, self.flatten = transforms, flatten
 
     def __call__(self, image):
-        return tuple(transform(image) for transform in self.transforms)
+        views = []
+        for transform in self.transforms:
+            out = transform(image)
+            views.extend(out if self.flatten and isinstance(out, (list, tuple)) else [out])
+        return tuple(views)
 
 
 def torchvision_set(view_set: str) -> tuple[Callable, str]:
@@ -190,7 +198,14 @@ def lightly_set(view_set: str) -> Optional[tuple[Callable, str]]:
             "lightly crops bilinearly (ours and torchvision: bicubic)"
     dino = dict(global_crop_size=224, local_crop_size=96, sigmas=(0.1, 2.0), solarization_prob=0.2, gaussian_blur=(1.0, 0.1, 0.5), **jitter)
     if view_set == "mulan":
-        return lt.DINOTransform(global_crop_scale=(0.25, 1.0), local_crop_scale=(0.08, 0.25), n_local_views=4, **dino), "no cutout view (lightly has none)"
+        from torchvision.transforms import v2
+
+        # lightly has no cutout view: its DINO global view with torchvision's RandomErasing stands in,
+        # so that both sides make the same seven views (same output size, hence comparable memory).
+        cutout_view = lt.DINOViewTransform(crop_size=224, crop_scale=(0.25, 1.0), gaussian_blur=0.5, solarization_prob=0.0, sigmas=(0.1, 2.0), **jitter)
+        cutout = v2.Compose([cutout_view, v2.RandomErasing(p=1.0, scale=(0.2, 0.4), ratio=(0.75, 4 / 3), value=0)])
+        multi_crop = lt.DINOTransform(global_crop_scale=(0.25, 1.0), local_crop_scale=(0.08, 0.25), n_local_views=4, **dino)
+        return ManyViews([multi_crop, cutout], flatten=True), "cutout: lightly's global view + torchvision RandomErasing after normalising (lightly has no cutout)"
     if view_set == "patchmix":
         return lt.DINOTransform(global_crop_scale=(0.35, 1.0), local_crop_scale=(0.05, 0.35), n_local_views=8, **dino), ""
     return None

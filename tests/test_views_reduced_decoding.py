@@ -10,7 +10,7 @@ from PIL import Image
 import hf_sslviews.views.base as views_base
 from hf_sslviews.views import APSViewTransform, CropBox, MultiTaskViewTransform, two_view_transform
 from hf_sslviews.views.augment import decode_reduction
-from hf_sslviews.views.decode import decode_image, open_image, oriented_size
+from hf_sslviews.views.decode import ImageDecodeError, decode_image, load_uint8_tensor, open_image, oriented_size, pil_to_uint8_tensor
 
 
 def _jpeg(width: int, height: int, seed: int = 0, orientation: int = 1) -> bytes:
@@ -54,8 +54,8 @@ def test_oriented_size__exif_rotated_jpeg_planned_upright():
 @pytest.mark.parametrize("name", ["pair", "multitask", "aps"])
 def test_reduced_decoding__views_match_full_decoding(monkeypatch, name):
     reductions = []
-    load_rgb = views_base.load_rgb
-    monkeypatch.setattr(views_base, "load_rgb", lambda image, reduce=1: reductions.append(reduce) or load_rgb(image, reduce))
+    load = views_base.load_uint8_tensor
+    monkeypatch.setattr(views_base, "load_uint8_tensor", lambda image, value, reduce=1: reductions.append(reduce) or load(image, value, reduce))
     transform = {
         "pair": lambda: two_view_transform(size=112, scale=(0.3, 1.0)),
         "multitask": lambda: MultiTaskViewTransform("imagenet", n_local=2, global_size=112, local_size=48, cutout_size=112),
@@ -67,7 +67,7 @@ def test_reduced_decoding__views_match_full_decoding(monkeypatch, name):
         transform.reduced_decoding = reduced
         torch.manual_seed(0)
         views[reduced] = transform(batch)
-    assert max(reductions[:6]) >= 2 and set(reductions[6:]) == {1}  # reduced the first time only
+    assert max(reductions[:6]) >= 4 and set(reductions[6:]) == {1}  # reduced (4x: 2x decodes whole) the first time only
     for key, value in views[True].items():
         if key == "image_ok" or not isinstance(value[0], torch.Tensor):
             continue
@@ -81,3 +81,26 @@ def test_reduced_decoding__views_match_full_decoding(monkeypatch, name):
         assert abs(reduced.mean() - full.mean()) < 0.01 and abs(reduced.std() - full.std()) < 0.01
     if name == "aps":
         assert torch.equal(torch.stack(views[True]["crop_boxes"]), torch.stack(views[False]["crop_boxes"]))
+
+
+@pytest.mark.parametrize("kind", ["rgb", "grey", "exif_rotated", "path"])
+def test_load_uint8_tensor__jpeg_fast_path_gives_pils_pixels(kind, tmp_path):
+    data = _jpeg(300, 200, seed=3, orientation=6 if kind == "exif_rotated" else 1)
+    if kind == "grey":
+        buffer = io.BytesIO()
+        Image.open(io.BytesIO(data)).convert("L").save(buffer, "JPEG", quality=90)
+        data = buffer.getvalue()
+    value = {"bytes": data, "path": None}
+    if kind == "path":
+        (tmp_path / "photo.jpg").write_bytes(data)
+        value = {"bytes": None, "path": str(tmp_path / "photo.jpg")}
+    fast = load_uint8_tensor(open_image(value), value)
+    assert torch.equal(fast, pil_to_uint8_tensor(decode_image(value)))
+    assert fast.shape == ((3, 300, 200) if kind == "exif_rotated" else (3, 200, 300))
+
+
+def test_load_uint8_tensor__broken_jpeg_raises_pils_error():
+    data = _jpeg(300, 200)
+    broken = data[:600] + bytes(400) + data[1000:1200]  # header intact, scan data garbage and cut
+    with pytest.raises(ImageDecodeError):
+        load_uint8_tensor(open_image(broken), broken)

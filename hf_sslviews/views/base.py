@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequenc
 
 import torch
 
-from .decode import ImageDecodeError, decode_image, load_rgb, open_image, oriented_size, pil_to_uint8_tensor
+from .decode import ImageDecodeError, decode_image, load_uint8_tensor, open_image, oriented_size, pil_to_uint8_tensor
 from .worker_memory import keep_freed_memory_in_worker
 
 logger = logging.getLogger(__name__)
@@ -68,8 +68,9 @@ class ViewTransform:
     # Set by SSLTrainer for --photometric_on_device, on transforms that define deferred_photometric():
     # the views are then uint8 crops and the colour ops run on the training device after collation.
     photometric_on_device: bool = False
-    # Decode a JPEG at 1/2, 1/4 or 1/8 of its size when every crop of the image allows it
-    # (``augment.decode_reduction``): large photos decode several times faster. False: always whole.
+    # Decode a JPEG at 1/4 or 1/8 of its size when every crop of the image allows it
+    # (``augment.decode_reduction``; at 1/2 libjpeg-turbo's whole decode is as fast):
+    # camera-sized photos decode several times faster. False: always whole.
     reduced_decoding: bool = True
 
     def __init__(self, image_column: str = "image"):
@@ -185,7 +186,7 @@ class DecodedImages:
         self._started = True
         for value in self.values:
             try:
-                image = pil_to_uint8_tensor(decode_image(value))
+                image = load_uint8_tensor(open_image(value), value)
             except ImageDecodeError:
                 self._ok.append(False)
                 continue
@@ -209,7 +210,7 @@ class DecodedImages:
                 source = open_image(value)
                 height, width = oriented_size(source)
                 state, reduce = plan(height, width)
-                image = pil_to_uint8_tensor(load_rgb(source, reduce if self.reduced_decoding else 1))
+                image = load_uint8_tensor(source, value, reduce if self.reduced_decoding else 1)
             except ImageDecodeError:
                 self._ok.append(False)
                 continue
