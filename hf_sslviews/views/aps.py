@@ -357,12 +357,17 @@ class APSViewTransform(ViewTransform):
         indices_1 = sparse_patch_chunks(self.grid, self.grid, self.ratio, self.num_chunks, batch_shape=(n,))
         coverage = patch_coverage(boxes[:, 0], boxes[:, 1], indices_1, self.grid, track_flips=self.track_flips)
         indices_2 = selective_patch_indices(coverage, self.num_patches, self.power)
-        # View 1 of every image, then view 2: each key's views are one contiguous block, which
-        # the collator takes without a copy.
-        stacked = torch.stack(crops[0] + crops[1], out=view_output((2 * n, 3, self.size, self.size), torch.uint8) if self.photometric_on_device else None)
-        del crops  # stacked: the separate crops are freed before the colour ops run
-        pixels = stacked if self.photometric_on_device else self.augment.photometric_normalize_crops(stacked)
-        pixels = pixels.view(2, n, *pixels.shape[1:])
+        # View 1 of every image, then view 2, written into one block (in shared memory inside a
+        # DataLoader worker) that the collator takes without a copy; each view's crops are stacked
+        # and freed in turn, so at most one view's separate crops are held.
+        pixels = view_output((2, n, 3, self.size, self.size), torch.uint8 if self.photometric_on_device else torch.float32)
+        for view in range(2):
+            stacked = torch.stack(crops[view])
+            crops[view].clear()
+            if self.photometric_on_device:
+                pixels[view] = stacked
+            else:
+                self.augment.photometric_normalize_crops(stacked, out=pixels[view])
         return {"pixel_values_1": pixels[0], "pixel_values_2": pixels[1], "token_indices_1": indices_1, "token_indices_2": indices_2, "crop_boxes": boxes}
 
     def __repr__(self) -> str:
