@@ -73,10 +73,11 @@ def sample_crop_box(height: int, width: int, scale: tuple[float, float], ratio: 
     return (height - h) // 2, (width - w) // 2, h, w
 
 
-# A JPEG is decoded at 1/2, 1/4 or 1/8 of its size (libjpeg's scaled IDCT, through PIL's draft)
-# only when every crop of the image keeps at least twice its output side at that scale: Pillow's
-# own reducing_gap for thumbnails, at which its documentation calls the result indistinguishable
-# from resampling the full-size image.
+# A JPEG may be decoded at 1/2, 1/4 or 1/8 of its size (libjpeg's scaled IDCT, through PIL's
+# draft) only when every crop of the image keeps at least twice its output side at that scale:
+# Pillow's own reducing_gap for thumbnails, at which its documentation calls the result
+# indistinguishable from resampling the full-size image. (At 1/2, decode.load_uint8_tensor
+# decodes whole instead: libjpeg-turbo's whole decode is as fast, and exact.)
 REDUCED_DECODE_GAP = 2.0
 
 
@@ -328,11 +329,11 @@ class ViewAugmentation:
         """
         return self.photometric_normalize_crops(self.crops_of(images), out=out)
 
-    def crops_of(self, images: Sequence[torch.Tensor], out: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """The geometric half of one view of each image: ``uint8 [N, 3, size, size]`` crops (written into ``out`` when given)."""
+    def crops_of(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The geometric half of one view of each image: ``uint8 [N, 3, size, size]`` crops."""
         if not images:
             return torch.empty(0, 3, self.size, self.size, dtype=torch.uint8)
-        return torch.stack([self.geometric(image)[0] for image in images], out=out)
+        return torch.stack([self.geometric(image)[0] for image in images])
 
     def photometric_normalize_crops(self, crops: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
         """:meth:`photometric` and :meth:`normalize` of ``uint8 [N, 3, s, s]`` crops, batched across the crops.
