@@ -181,16 +181,8 @@ class DecodedImages:
         return len(self.values)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        if self._started:
-            raise RuntimeError("DecodedImages is iterated once; keep the crops (or list(images)) to use the images again")
-        self._started = True
-        for value in self.values:
-            try:
-                image = load_uint8_tensor(open_image(value), value)
-            except ImageDecodeError:
-                self._ok.append(False)
-                continue
-            self._ok.append(True)
+        # Whole images, no plan: decoded_with with nothing drawn and no reduction.
+        for image, _, _ in self.decoded_with(lambda height, width: (None, 1)):
             yield image
 
     def decoded_with(self, plan: Callable[[int, int], tuple[Any, int]]) -> Iterator[tuple[torch.Tensor, tuple[float, float], Any]]:
