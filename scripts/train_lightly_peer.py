@@ -11,8 +11,10 @@ differs from ``scripts/run_pretrain.py --preset <preset>``:
   same ``ViewCollator`` batches, shuffled by a generator seeded with ``--seed``;
 - the same optimizer: AdamW with the preset's learning rate (and predictor multiple), betas,
   weight decay (none on 1-d parameters, position embeddings and class tokens, as
-  ``SSLTrainer``), warm-up and cosine schedule from transformers, the same number of optimizer
-  steps, the same batch size.
+  ``SSLTrainer``), gradient clipping (the preset's ``max_grad_norm``), warm-up and cosine
+  schedule from transformers, the same number of optimizer steps, the same batch size. Given
+  the same weights and batches, :func:`build_optimizer` + :func:`optimizer_step` take the steps
+  ``SSLTrainer`` takes (tested in float64).
 
 lightly's side is its own ``BYOLProjectionHead`` / ``BYOLPredictionHead`` /
 ``SimSiamProjectionHead`` / ``SimSiamPredictionHead`` / ``MoCoProjectionHead``,
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -53,18 +56,59 @@ def lightly_heads(method: str, config) -> dict:
     return dict(projector_hidden_dim=config.projector_hidden_dim, projector_dim=config.projector_dim)
 
 
-def optimizer_groups(module, learning_rate: float, weight_decay: float, predictor_lr_multiplier: float = 1.0) -> list[dict]:
+def _no_decay_names(module) -> set[str]:
+    """timm's ``no_weight_decay()`` names (position embeddings, class token) as parameter names of ``module``."""
+    for prefix, model in (("backbone.model.", getattr(module.backbone, "model", None)), ("backbone.", module.backbone)):
+        if model is not None and hasattr(model, "no_weight_decay"):
+            return {prefix + name for name in model.no_weight_decay()}
+    return set()
+
+
+def optimizer_groups(module, learning_rate: float, weight_decay: float, predictor_lr_multiplier: float = 1.0, predictor_prefix: str = "prediction_head") -> list[dict]:
     """AdamW groups as ``SSLTrainer`` makes them: no decay on 1-d tensors and timm's
-    ``no_weight_decay()``; lightly's prediction heads at ``predictor_lr_multiplier`` x the rate."""
-    skip = {f"backbone.{name}" for name in module.backbone.no_weight_decay()} if hasattr(module.backbone, "no_weight_decay") else set()
+    ``no_weight_decay()``; the prediction heads (parameters under ``predictor_prefix``: lightly's
+    ``prediction_head``, our ``predictor``) at ``predictor_lr_multiplier`` x the rate."""
+    skip = _no_decay_names(module)
     groups = []
     for head in (False, True):
-        params = [(name, param) for name, param in module.named_parameters() if param.requires_grad and name.startswith("prediction_head") == head]
+        params = [(name, param) for name, param in module.named_parameters() if param.requires_grad and name.startswith(predictor_prefix) == head]
         lr = learning_rate * (predictor_lr_multiplier if head else 1.0)
         decay = [param for name, param in params if param.ndim > 1 and name not in skip]
         rest = [param for name, param in params if not (param.ndim > 1 and name not in skip)]
         groups += [group for group in ({"params": decay, "weight_decay": weight_decay, "lr": lr}, {"params": rest, "weight_decay": 0.0, "lr": lr}) if group["params"]]
     return groups
+
+
+def preset_max_grad_norm(training: dict) -> float:
+    """The gradient clipping a ``run_pretrain.py`` run of the preset gets: the preset's, else ``SSLTrainingArguments``' default."""
+    from hf_sslviews.training.trainer import SSLTrainingArguments
+
+    return float(training.get("max_grad_norm", SSLTrainingArguments.__dataclass_fields__["max_grad_norm"].default))
+
+
+def build_optimizer(module, training: dict, max_steps: int, predictor_prefix: str = "prediction_head"):
+    """``SSLTrainer``'s AdamW and warm-up + schedule from a preset's training flags, for ``module``."""
+    import torch
+    from transformers import get_scheduler
+
+    learning_rate = float(training["learning_rate"])
+    groups = optimizer_groups(module, learning_rate, float(training.get("weight_decay", 0.0)), float(training.get("predictor_lr_multiplier", 1.0)), predictor_prefix)
+    optimizer = torch.optim.AdamW(groups, lr=learning_rate, betas=(float(training.get("adam_beta1", 0.9)), float(training.get("adam_beta2", 0.999))))
+    warmup = training.get("warmup_steps", 0)
+    warmup = int(math.ceil(warmup * max_steps)) if 0 < warmup < 1 else int(warmup)
+    return optimizer, get_scheduler(training.get("lr_scheduler_type", "cosine"), optimizer, num_warmup_steps=warmup, num_training_steps=max_steps)
+
+
+def optimizer_step(module, optimizer, scheduler, max_grad_norm: float) -> None:
+    """One step after ``loss.backward()`` as transformers' Trainer takes it: the global gradient
+    norm clipped to ``max_grad_norm`` (when positive), the optimizer and schedule stepped, gradients freed."""
+    import torch
+
+    if max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_([param for param in module.parameters() if param.grad is not None], max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def main() -> None:
@@ -76,6 +120,7 @@ def main() -> None:
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max_steps", type=int, default=None, help="default: the preset's")
+    parser.add_argument("--max_grad_norm", type=float, default=None, help="gradient clipping (0: none); default: what run_pretrain.py gives the preset")
     parser.add_argument("--knn_monitor_steps", type=int, default=0)
     parser.add_argument("--knn_monitor_max_train_samples", type=int, default=5000)
     parser.add_argument("--knn_monitor_max_test_samples", type=int, default=1000)
@@ -84,7 +129,7 @@ def main() -> None:
     import torch
     from lightly.utils.scheduler import cosine_schedule
     from torch.utils.data import DataLoader
-    from transformers import get_scheduler, set_seed
+    from transformers import set_seed
 
     from hf_sslviews.data.collator import ViewCollator
     from hf_sslviews.data.sources import load_image_dataset, prepare_for_views
@@ -112,12 +157,8 @@ def main() -> None:
     loader = DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=True, collate_fn=ViewCollator(),
                         generator=torch.Generator().manual_seed(args.seed))
     max_steps = int(args.max_steps or training["max_steps"])
-    learning_rate = float(training["learning_rate"])
-    groups = optimizer_groups(loop.net, learning_rate, float(training.get("weight_decay", 0.0)), float(training.get("predictor_lr_multiplier", 1.0)))
-    optimizer = torch.optim.AdamW(groups, lr=learning_rate, betas=(float(training.get("adam_beta1", 0.9)), float(training.get("adam_beta2", 0.999))))
-    warmup = training.get("warmup_steps", 0)
-    warmup = int(round(warmup * max_steps)) if 0 < warmup < 1 else int(warmup)
-    scheduler = get_scheduler(training.get("lr_scheduler_type", "cosine"), optimizer, num_warmup_steps=warmup, num_training_steps=max_steps)
+    optimizer, scheduler = build_optimizer(loop.net, training, max_steps)
+    max_grad_norm = preset_max_grad_norm(training) if args.max_grad_norm is None else args.max_grad_norm
 
     transform = eval_transform_for_config(config)
     monitor = None
@@ -132,9 +173,7 @@ def main() -> None:
             batch.pop("num_skipped_images", None)
             loss = loop.loss(batch)
             loss.backward()
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer_step(loop.net, optimizer, scheduler, max_grad_norm)
             step += 1
             # Our MomentumCallback's schedule: cosine from momentum_base at step 0 to momentum_final.
             loop.after_step(cosine_schedule(step, max_steps, getattr(config, "momentum_base", 0.99), getattr(config, "momentum_final", 1.0)))
@@ -159,7 +198,7 @@ def main() -> None:
     model.backbone.model.load_state_dict(loop.net.backbone.state_dict())
     out = Path(args.output_dir)
     backbone_dir = export_backbone(model, out / "backbone")
-    results = {"method": f"lightly_{recipe.name}", "preset": args.preset, "train": {"train_runtime": train_seconds, "total_steps": step, "final_loss": losses[-1]}, "knn_monitor": curve, "backbone_dir": str(backbone_dir)}
+    results = {"method": f"lightly_{recipe.name}", "preset": args.preset, "max_grad_norm": max_grad_norm, "train": {"train_runtime": train_seconds, "total_steps": step, "final_loss": losses[-1]}, "knn_monitor": curve, "backbone_dir": str(backbone_dir)}
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps({key: value for key, value in results.items() if key != "knn_monitor"}))
 

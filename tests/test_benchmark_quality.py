@@ -108,6 +108,15 @@ def test_parity__lightly_arms_run_the_peer_script_on_the_same_preset(tmp_path):
     assert "| `byol` vs `lightly_byol` | -10.0 | 2.0 | 3 / 3 | ours worse |" in quality.markdown(report, suite)
 
 
+def test_parity__clipping_is_the_presets_on_both_sides_unless_an_arm_turns_it_off(tmp_path):
+    suite = quality.SUITES["cpu"]
+    for ours, peer in (("simsiam", "lightly_simsiam"), ("simsiam_no_clip", "lightly_simsiam_no_clip")):
+        commands = [quality.pretrain_command(suite, suite.arms[arm], seed=0, out=tmp_path, monitor_steps=50) for arm in (ours, peer)]
+        clipping = [command[command.index("--max_grad_norm") + 1] if "--max_grad_norm" in command else "preset" for command in commands]
+        assert clipping == (["preset", "preset"] if ours == "simsiam" else ["0", "0"])
+    assert ("simsiam_no_clip", "lightly_simsiam_no_clip") in quality.PARITY
+
+
 def test_equal_time_steps__the_reference_step_time_fills_the_target_time():
     rows = [
         {"arm": "mocov3", "seed": 0, "train_seconds": 600.0, "optimizer_steps": 500},
