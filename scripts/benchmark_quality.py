@@ -235,14 +235,17 @@ def pretrain_command(suite: Suite, arm: Arm, seed: int, out: Path, monitor_steps
     command = [
         sys.executable, "scripts/run_pretrain.py", "--preset", arm.preset, "--dataset_name", suite.dataset, "--train_split", suite.train_split,
         "--output_dir", str(out), "--save_strategy", "no", "--report_to", "none", "--seed", str(seed), "--disable_tqdm", "True",
-        "--knn_eval", "False", *suite.extra, *arm.flags,
+        "--knn_eval", "False", *suite.extra,
     ]
     if suite.monitor and monitor_steps:
         command += [
             "--knn_monitor_steps", str(monitor_steps), "--knn_train_split", suite.train_split, "--knn_test_split", suite.test_split,
             "--knn_monitor_max_train_samples", str(MONITOR_TRAIN), "--knn_monitor_max_test_samples", str(MONITOR_TEST),
+            # A second curve; the probe trains on detached features with its own optimizer, so
+            # the model trains exactly as without it (runs before it was added have no such curve).
+            "--online_linear_probe", "True",
         ]
-    return command
+    return command + list(arm.flags)  # last: an arm's flags override the suite's
 
 
 def preset_max_steps(preset: str) -> Optional[int]:
@@ -450,16 +453,16 @@ def markdown(report: dict, suite: Suite) -> str:
     return "\n".join(lines) + "\n"
 
 
-def mean_curve(rows: list[dict]) -> tuple[list[float], list[float], list[float]]:
-    """The monitor's curve averaged over seeds at the steps every seed has: (steps, seconds, kNN)."""
-    curves = [row["curve"] for row in rows if row.get("curve")]
+def mean_curve(rows: list[dict], metric: str = "knn_top1") -> tuple[list[float], list[float], list[float]]:
+    """The monitor's curve of ``metric`` averaged over the seeds that logged it, at the steps they all have: (steps, seconds, values)."""
+    curves = [row["curve"] for row in rows if row.get("curve") and all(metric in point for point in row["curve"])]
     if not curves:
         return [], [], []
     steps = sorted(set.intersection(*(set(point["step"] for point in curve) for curve in curves)))
     by_step = [{point["step"]: point for point in curve} for curve in curves]
     seconds = [statistics.mean(curve[step]["train_seconds"] for curve in by_step) for step in steps]
-    knn = [statistics.mean(curve[step]["knn_top1"] for curve in by_step) for step in steps]
-    return steps, seconds, knn
+    values = [statistics.mean(curve[step][metric] for curve in by_step) for step in steps]
+    return steps, seconds, values
 
 
 def plot(report: dict, suite: Suite, path: Path) -> None:
@@ -468,17 +471,24 @@ def plot(report: dict, suite: Suite, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5), dpi=100, sharey=True)
+    finished = [row for row in report["results"] if "error" not in row]
+    # A third panel once runs carry the online linear probe's curve (--online_linear_probe).
+    probe = any("online_linear_top1" in point for row in finished for point in row.get("curve") or [])
+    figure, axes = plt.subplots(1, 3 if probe else 2, figsize=(18 if probe else 12, 4.5), dpi=100, sharey=True)
     colours = plt.get_cmap("tab20").colors
     drawn = False
     for index, arm in enumerate(suite.arms):
-        steps, seconds, knn = mean_curve([row for row in report["results"] if row["arm"] == arm and "error" not in row])
+        runs = [row for row in finished if row["arm"] == arm]
+        steps, seconds, knn = mean_curve(runs)
         if not steps:
             continue
         drawn = True
         style = dict(color=colours[index % len(colours)], marker="o", markersize=3, linewidth=1.2, linestyle="-" if arm in METHODS else "--", label=arm)
         axes[0].plot(steps, [100 * v for v in knn], **style)
         axes[1].plot(seconds, [100 * v for v in knn], **style)
+        probe_steps, _, linear = mean_curve(runs, "online_linear_top1")
+        if probe and probe_steps:
+            axes[2].plot(probe_steps, [100 * v for v in linear], **style)
     floors = floor_values(report)
     for axis in axes:
         if floors.get("random_init") and "monitor_knn_top1" in floors["random_init"]:
@@ -489,6 +499,9 @@ def plot(report: dict, suite: Suite, path: Path) -> None:
     axes[1].set_xlabel("training time (s, monitor excluded)")
     axes[0].set_ylabel(f"kNN top-1 (%), {MONITOR_TRAIN} / {MONITOR_TEST} monitor subset")
     axes[0].set_title(f"{report['dataset']}: kNN monitor, mean over seeds")
+    if probe:
+        axes[2].set_xlabel("optimizer steps")
+        axes[2].set_title("online linear probe (same test subset; runs that had it)")
     if drawn:
         axes[1].legend(fontsize=7, loc="lower right", ncol=2)
     figure.tight_layout()

@@ -59,6 +59,9 @@ def test_mean_curve__averages_seeds_at_the_steps_they_share():
     rows = [{"curve": curve([0.5, 0.6, 0.7])}, {"curve": curve([0.3, 0.4])}]
     steps, seconds, knn = quality.mean_curve(rows)
     assert steps == [10, 20] and seconds == [5.0, 10.0] and knn == pytest.approx([0.4, 0.5])
+    # The online probe's curve: only the seeds that logged it count.
+    rows[1]["curve"] = [{**point, "online_linear_top1": 0.9} for point in rows[1]["curve"]]
+    assert quality.mean_curve(rows, "online_linear_top1") == ([10, 20], [5.0, 10.0], [0.9, 0.9])
 
 
 def test_markdown__spread_with_several_seeds_floors_and_claims():
@@ -86,6 +89,8 @@ def test_pretrain_command__monitor_on_the_fixed_subset_and_the_arm_flags_last(tm
     assert command[command.index("--preset") + 1] == "patchmix_fmnist" and command[command.index("--seed") + 1] == "2"
     assert command[command.index("--knn_monitor_steps") + 1] == "50"
     assert command[command.index("--knn_monitor_max_train_samples") + 1] == str(quality.MONITOR_TRAIN)
+    assert command[command.index("--online_linear_probe") + 1] == "True"
+    assert command[-2:] == list(arm.flags)
     overrides = json.loads(command[command.index("--config_overrides") + 1])
     assert overrides == {"mix_origin_weight": 0.0, "mix_mix_weight": 0.0}
 

@@ -71,8 +71,11 @@ class KNNMonitorCallback(TrainerCallback):
             the model's config, built at the first run.
         metric_prefix: logged names are ``<prefix>_top1`` / ``<prefix>_top5``.
 
+    When the trainer has an online linear probe (:func:`~hf_sslviews.evaluation.online_probe.add_online_linear_probe`),
+    its top-1 on the same test images is logged too, as ``online_linear_top1``.
+
     Attributes:
-        history: ``[{"step", "train_seconds", "knn_top1", "knn_top5"}]``, one entry per run;
+        history: ``[{"step", "train_seconds", "knn_top1", "knn_top5"}]`` (and ``online_linear_top1``), one entry per run;
             ``train_seconds`` is the wall time since training began, less the monitor's own
             runs, so curves of several methods can be compared against training time.
     """
@@ -160,7 +163,12 @@ class KNNMonitorCallback(TrainerCallback):
             for module, training in modes:
                 module.training = training
         scores = knn_accuracy(*features[0], *features[1], num_classes=self.num_classes, k=self.k, temperature=self.temperature)
-        return {f"{self.metric_prefix}_top1": scores["top1"], f"{self.metric_prefix}_top5": scores["top5"]}
+        metrics = {f"{self.metric_prefix}_top1": scores["top1"], f"{self.metric_prefix}_top5": scores["top5"]}
+        # The trainer's online linear probe (if any) on the same test images: a second curve.
+        probe = getattr(self._trainer, "online_probe", None)
+        if probe is not None:
+            metrics["online_linear_top1"] = probe.top1(*features[1])
+        return metrics
 
     def _run(self, state, control, model) -> None:
         if model is None or state.global_step == self._last_step:

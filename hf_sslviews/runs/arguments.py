@@ -101,6 +101,11 @@ class EvalArguments:
     knn_monitor_epoch_end: bool = field(default=False, metadata={"help": "Also run the kNN monitor at the end of every epoch."})
     knn_monitor_max_train_samples: int = field(default=1000, metadata={"help": "kNN monitor: images in the neighbour bank."})
     knn_monitor_max_test_samples: int = field(default=500, metadata={"help": "kNN monitor: images classified."})
+    online_linear_probe: bool = field(
+        default=False,
+        metadata={"help": "Train a linear classifier on the detached backbone features of every training batch (its own AdamW; the model trains exactly as without it) and log online_linear_loss / online_linear_train_top1, plus online_linear_top1 on the kNN monitor's test images. Needs a ClassLabel column (--label_column_name)."},
+    )
+    online_linear_probe_lr: float = field(default=1e-3, metadata={"help": "Learning rate of the online linear probe (AdamW, constant, no weight decay)."})
 
 
 @dataclass

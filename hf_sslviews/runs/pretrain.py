@@ -10,14 +10,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Optional, Sequence
 
+import datasets
 import transformers
 from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from ..atomic import write_text_atomic
 from ..data.collator import ViewCollator
+from ..data.labels import WithLabels
 from ..data.sources import prepare_for_views
 from ..data.streaming import attach_views, configure_streaming
+from ..evaluation.online_probe import add_online_linear_probe
 from ..methods import get_recipe
 from ..publish.cards import dataset_reference, default_repo_id, render_model_card
 from ..publish.export import export_backbone
@@ -110,8 +113,10 @@ def run_pretraining(model_args: ModelArguments, data_args: DataArguments, eval_a
 
     if data_args.streaming:
         configure_streaming(training_args)  # needs --max_steps; each process reads its own shards
+    train_split = _load_split(data_args, data_args.train_split, data_args.max_train_samples)
+    probe_classes = _probe_classes(train_split, data_args) if eval_args.online_linear_probe else None
     train_dataset = attach_views(
-        _load_split(data_args, data_args.train_split, data_args.max_train_samples), views, training_args.max_steps,
+        train_split, WithLabels(views, data_args.label_column_name) if probe_classes else views, training_args.max_steps,
         image_column=data_args.image_column_name, world_size=training_args.world_size, seed=training_args.seed,
     )
     eval_dataset = None
@@ -135,6 +140,8 @@ def run_pretraining(model_args: ModelArguments, data_args: DataArguments, eval_a
         prepare_output_dir(training_args.output_dir, run_identity(recipe.name, model.config, data), resume=bool(resume), overwrite=training_args.overwrite_output_dir)
 
     trainer = SSLTrainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset, data_collator=ViewCollator())
+    if probe_classes:
+        add_online_linear_probe(trainer, probe_classes, eval_args.online_linear_probe_lr)
     monitor = None
     if eval_args.knn_monitor_steps or eval_args.knn_monitor_epoch_end:
         monitor = _add_knn_monitor(trainer, data_args, eval_args)
@@ -227,6 +234,18 @@ def describe_run(method: str, preset: str, config, training_args) -> str:
 def _load_split(data_args: DataArguments, split: str, max_samples: Optional[int]):
     dataset = data_args.load(split, max_samples=max_samples, labels=False, streaming=data_args.streaming)
     return prepare_for_views(dataset, data_args.image_column_name)
+
+
+def _probe_classes(dataset, data_args: DataArguments) -> int:
+    """The number of classes of the training split's label column, for --online_linear_probe."""
+    feature = (dataset.features or {}).get(data_args.label_column_name)
+    if not isinstance(feature, datasets.ClassLabel):
+        found = "missing" if feature is None else f"a {type(feature).__name__} feature, not a ClassLabel"
+        raise ValueError(
+            f"--online_linear_probe needs class labels: the training split's column {data_args.label_column_name!r} is {found}. "
+            "Name the label column with --label_column_name (cast integer labels to datasets.ClassLabel), or leave --online_linear_probe off."
+        )
+    return feature.num_classes
 
 
 def _add_knn_monitor(trainer, data_args: DataArguments, eval_args: EvalArguments):

@@ -20,6 +20,8 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from ..data.collator import batch_rows, keep_first_rows
+from ..data.labels import WithLabels
+from ..evaluation.online_probe import training_features
 from ..views.base import ViewTransform
 from .callbacks import MomentumCallback, ViewEpochCallback, WeightDecayScheduleCallback
 from .checkpoints import save_checkpoint_atomically
@@ -235,6 +237,8 @@ class SSLTrainer(SafetensorsStateMixin, Trainer):
             raise ValueError(f"--optim_recipe must be 'default', 'lars' or 'sgd', got {self.args.optim_recipe!r}")
         self._term_sums: dict[str, torch.Tensor] = {}
         self._term_count = 0
+        # An OnlineLinearProbe (add_online_linear_probe), trained on the labels of WithLabels batches.
+        self.online_probe = None
         self._nonfinite = None  # device tensor: number of non-finite losses since the last check
         self._last_finite_step = 0
         self.images_seen = 0
@@ -321,6 +325,8 @@ class SSLTrainer(SafetensorsStateMixin, Trainer):
 
     # -- loss -----------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs: bool = False, num_items_in_batch: Optional[torch.Tensor] = None):
+        # Class labels (WithLabels) are for the online linear probe only: no method sees them.
+        labels = inputs.pop("labels", None)
         if not any(isinstance(v, (torch.Tensor, list)) for v in inputs.values()):
             # Every image of this batch was undecodable: a zero loss that touches the
             # parameters keeps DDP and the optimizer schedule in step.
@@ -330,6 +336,8 @@ class SSLTrainer(SafetensorsStateMixin, Trainer):
         loss = outputs["loss"]
         if model.training:
             self._track(outputs, loss)
+            if labels is not None and self.online_probe is not None:
+                self.online_probe.train_step(training_features(outputs), labels)
         return (loss, outputs) if return_outputs else loss
 
     def _track(self, outputs, loss: torch.Tensor) -> None:
@@ -379,6 +387,11 @@ class SSLTrainer(SafetensorsStateMixin, Trainer):
             self._term_sums, self._term_count = {}, 0
             if self.images_skipped:
                 logs["skipped_images"] = self.images_skipped
+            probe = self.online_probe.pop_train_metrics() if self.online_probe is not None else None
+            if probe is not None:
+                if self.args.world_size > 1:
+                    probe = self.accelerator.reduce(probe, reduction="mean")
+                logs["online_linear_loss"], logs["online_linear_train_top1"] = (round(value, 6) for value in probe.tolist())
             momentum = next((cb.last_momentum for cb in self.callback_handler.callbacks if isinstance(cb, MomentumCallback)), None)
             if momentum is not None:
                 logs["momentum"] = momentum
@@ -532,6 +545,7 @@ def _view_transform_of(dataset) -> Optional[ViewTransform]:
     """The view transform of a dataset: given with ``with_transform``, or mapped by ``attach_views``."""
     transform = (getattr(dataset, "format", None) or {}).get("format_kwargs", {}).get("transform")
     transform = transform if transform is not None else getattr(dataset, "view_transform", None)
+    transform = transform.views if isinstance(transform, WithLabels) else transform
     return transform if isinstance(transform, ViewTransform) else None
 
 
