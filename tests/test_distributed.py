@@ -189,6 +189,7 @@ def test_run_pretrain__torchrun_two_processes_exports_backbone_once(tmp_path):
         "--max_steps", "2", "--per_device_train_batch_size", "4", "--max_train_samples", "32",
         # No --use_cpu: on a machine without GPU the launch itself means CPU DDP.
         "--knn_eval", "False", "--report_to", "none", "--save_strategy", "no", "--logging_steps", "1",
+        "--online_linear_probe", "True",
         "--output_dir", str(out),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -206,6 +207,8 @@ def test_run_pretrain__torchrun_two_processes_exports_backbone_once(tmp_path):
     assert len(logs) == 2
     for entry in logs:
         assert float(entry["contrastive_loss"]) == pytest.approx(float(entry["loss"]), rel=1e-3)
+        # The probe's sums go through one reduction per log on every process (one that skipped it would hang the run).
+        assert float(entry["online_linear_loss"]) > 0 and 0 <= float(entry["online_linear_train_top1"]) <= 1
     # Written once, by rank 0: one "backbone exported" line, no leftovers of a second writer.
     assert (result.stdout + result.stderr).count("backbone exported to") == 1
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []

@@ -45,7 +45,7 @@ def test_probe__learns_a_separable_task_and_no_gradient_reaches_the_features():
         features.requires_grad_(True)
         probe.train_step(features, labels)
         assert features.grad is None  # detached: the backbone never learns from labels
-        losses.append(probe.pop_train_metrics()[0].item())
+        losses.append(probe.metrics_from_sums(probe.pop_train_sums())["online_linear_loss"])
     assert probe.top1(*_blobs(500, generator)) > 0.97 > before
     assert sum(losses[-20:]) / 20 < 0.2 * sum(losses[:5]) / 5
 
@@ -62,10 +62,10 @@ def test_probe__train_metrics_are_the_means_over_the_batches_since_the_last_log(
         losses.append(torch.nn.functional.cross_entropy(logits, labels, reduction="sum").item())
         correct.append((logits.argmax(1) == labels).sum().item())
         probe.train_step(features, labels)
-    loss, top1 = probe.pop_train_metrics().tolist()
-    assert loss == pytest.approx(sum(losses) / 10, rel=1e-5)
-    assert top1 == pytest.approx(sum(correct) / 10)
-    assert probe.pop_train_metrics() is None
+    metrics = probe.metrics_from_sums(probe.pop_train_sums())
+    assert metrics["online_linear_loss"] == pytest.approx(sum(losses) / 10, rel=1e-5)
+    assert metrics["online_linear_train_top1"] == pytest.approx(sum(correct) / 10)
+    assert probe.metrics_from_sums(probe.pop_train_sums()) is None  # reset at every log
 
 
 def test_probe__its_initialisation_leaves_the_global_rng_alone():

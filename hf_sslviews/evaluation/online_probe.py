@@ -88,12 +88,22 @@ class OnlineLinearProbe(nn.Module):
         batch = torch.stack([loss.detach() * len(labels), (logits.detach().argmax(1) == labels).sum().float(), torch.tensor(float(len(labels)), device=logits.device)])
         self._sums = batch if self._sums is None else self._sums + batch
 
-    def pop_train_metrics(self) -> Optional[torch.Tensor]:
-        """``[mean loss, mean top-1]`` over the batches since the last call (a device tensor), or ``None``."""
+    def pop_train_sums(self, device: Optional[torch.device] = None) -> torch.Tensor:
+        """``[loss x images, correct, images]`` since the last call (zeros if none), then reset.
+
+        Sums, not means, so that processes of a data-parallel run add up before dividing (and a
+        process without batches in the window still takes part in the reduction).
+        """
         sums, self._sums = self._sums, None
-        if sums is None or sums[2] == 0:
+        return sums if sums is not None else torch.zeros(3, device=device if device is not None else self.head.weight.device)
+
+    @staticmethod
+    def metrics_from_sums(sums: torch.Tensor) -> Optional[dict[str, float]]:
+        """``{"online_linear_loss", "online_linear_train_top1"}``: means over the images of ``sums``; ``None`` for no images."""
+        loss, correct, images = sums.tolist()
+        if images == 0:
             return None
-        return torch.stack([sums[0] / sums[2], sums[1] / sums[2]])
+        return {"online_linear_loss": loss / images, "online_linear_train_top1": correct / images}
 
     @torch.no_grad()
     def top1(self, features: torch.Tensor, labels: torch.Tensor) -> float:

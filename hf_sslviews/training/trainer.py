@@ -387,11 +387,11 @@ class SSLTrainer(SafetensorsStateMixin, Trainer):
             self._term_sums, self._term_count = {}, 0
             if self.images_skipped:
                 logs["skipped_images"] = self.images_skipped
-            probe = self.online_probe.pop_train_metrics() if self.online_probe is not None else None
-            if probe is not None:
+            if self.online_probe is not None:
+                sums = self.online_probe.pop_train_sums(self.args.device)
                 if self.args.world_size > 1:
-                    probe = self.accelerator.reduce(probe, reduction="mean")
-                logs["online_linear_loss"], logs["online_linear_train_top1"] = (round(value, 6) for value in probe.tolist())
+                    sums = self.accelerator.reduce(sums, reduction="sum")
+                logs.update({key: round(value, 6) for key, value in (self.online_probe.metrics_from_sums(sums) or {}).items()})
             momentum = next((cb.last_momentum for cb in self.callback_handler.callbacks if isinstance(cb, MomentumCallback)), None)
             if momentum is not None:
                 logs["momentum"] = momentum
