@@ -119,6 +119,7 @@ def main() -> None:
     parser.add_argument("--test_split", default="test")
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data_seed", type=int, default=None, help="seed of the data order alone (the DataLoader's shuffling); default --seed. The views stay seeded by --seed per row")
     parser.add_argument("--max_steps", type=int, default=None, help="default: the preset's")
     parser.add_argument("--max_grad_norm", type=float, default=None, help="gradient clipping (0: none); default: what run_pretrain.py gives the preset")
     parser.add_argument("--knn_monitor_steps", type=int, default=0)
@@ -155,7 +156,7 @@ def main() -> None:
     views.seed = args.seed
     batch_size = int(training["per_device_train_batch_size"])
     loader = DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=True, collate_fn=ViewCollator(),
-                        generator=torch.Generator().manual_seed(args.seed))
+                        generator=torch.Generator().manual_seed(args.seed if args.data_seed is None else args.data_seed))
     max_steps = int(args.max_steps or training["max_steps"])
     optimizer, scheduler = build_optimizer(loop.net, training, max_steps)
     max_grad_norm = preset_max_grad_norm(training) if args.max_grad_norm is None else args.max_grad_norm
