@@ -21,3 +21,12 @@ TINY_VIT = dict(backbone="vit_tiny_patch16_224", backbone_kwargs={"img_size": 32
 def tiny_vit_kwargs():
     """A 2-block ViT on 32 px images with 8 px patches (16 tokens): fast enough for any test."""
     return {**TINY_VIT, "backbone_kwargs": dict(TINY_VIT["backbone_kwargs"])}
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: on tiny tensors a second one only adds contention on a 2-core machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

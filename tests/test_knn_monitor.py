@@ -19,14 +19,7 @@ from hf_sslviews.views import two_view_transform
 
 from .helpers import random_image_dataset
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: a second thread only adds contention on the shared 2-core machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -21,13 +21,7 @@ from .helpers import export_tiny_backbone, load_script
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: a second thread only adds contention on the shared 2-core machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def clusters(n_per_class, num_classes=4, dim=6, spread=0.3, seed=0):

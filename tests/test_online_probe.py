@@ -19,13 +19,7 @@ from hf_sslviews.views import two_view_transform
 
 from .helpers import random_image_dataset
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _blobs(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -104,6 +104,12 @@ def attach_views(
     return mapped
 
 
+def attached_transform(dataset) -> Optional[Callable]:
+    """The transform ``attach_views`` (or ``with_transform``) gave a dataset, or ``None``."""
+    transform = (getattr(dataset, "format", None) or {}).get("format_kwargs", {}).get("transform")
+    return transform if transform is not None else getattr(dataset, "view_transform", None)
+
+
 def configure_streaming(training_args) -> None:
     """Check and adjust ``TrainingArguments`` for a streaming training set (before the Trainer is built).
 

@@ -131,10 +131,9 @@ def add_online_linear_probe(trainer, num_classes: int, learning_rate: float = 1e
         add_knn_monitor(trainer, labelled_train, labelled_test, every_n_steps=200)
     """
     from ..data.labels import WithLabels
+    from ..data.streaming import attached_transform
 
-    dataset = trainer.train_dataset
-    transform = (getattr(dataset, "format", None) or {}).get("format_kwargs", {}).get("transform") or getattr(dataset, "view_transform", None)
-    if not isinstance(transform, WithLabels):
+    if not isinstance(attached_transform(trainer.train_dataset), WithLabels):
         raise ValueError(
             "the online linear probe needs labels in the training batches: attach the views as "
             "dataset.with_transform(WithLabels(views, label_column)) (hf_sslviews.data.labels), or "

@@ -21,6 +21,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from ..data.collator import batch_rows, keep_first_rows
 from ..data.labels import WithLabels
+from ..data.streaming import attached_transform
 from ..evaluation.online_probe import training_features
 from ..views.base import ViewTransform
 from .callbacks import MomentumCallback, ViewEpochCallback, WeightDecayScheduleCallback
@@ -543,8 +544,7 @@ def _constant_factor(step: int) -> float:
 
 def _view_transform_of(dataset) -> Optional[ViewTransform]:
     """The view transform of a dataset: given with ``with_transform``, or mapped by ``attach_views``."""
-    transform = (getattr(dataset, "format", None) or {}).get("format_kwargs", {}).get("transform")
-    transform = transform if transform is not None else getattr(dataset, "view_transform", None)
+    transform = attached_transform(dataset)
     transform = transform.views if isinstance(transform, WithLabels) else transform
     return transform if isinstance(transform, ViewTransform) else None
 
