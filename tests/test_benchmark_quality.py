@@ -95,6 +95,20 @@ def test_pretrain_command__monitor_on_the_fixed_subset_and_the_arm_flags_last(tm
     assert overrides == {"mix_origin_weight": 0.0, "mix_mix_weight": 0.0}
 
 
+def test_data_order__seeds_from_2_on_share_no_epoch_order_with_any_other_seed(tmp_path):
+    # accelerate shuffles epoch e with data_seed + e; a run of the suite touches at most 3 epochs
+    # (the equal-time APS arm a few more), so give each seed's window 10 epochs.
+    windows = {seed: set(range(quality.data_order_seed(seed), quality.data_order_seed(seed) + 10)) for seed in range(6)}
+    for seed in range(2, 6):
+        assert all(not (windows[seed] & windows[other]) for other in windows if other != seed), seed
+    # Seeds 0 and 1 keep the orders their committed runs were trained with (data_seed = seed).
+    assert (quality.data_order_seed(0), quality.data_order_seed(1)) == (0, 1)
+    suite = quality.SUITES["cpu"]
+    for arm in ("mocov3", "lightly_mocov3"):
+        command = quality.pretrain_command(suite, suite.arms[arm], seed=2, out=tmp_path, monitor_steps=50)
+        assert command[command.index("--data_seed") + 1] == "2000" and command[command.index("--seed") + 1] == "2"
+
+
 def test_every_cpu_arm_names_a_preset_with_a_step_budget():
     for arm in quality.SUITES["cpu"].arms.values():
         assert quality.preset_max_steps(arm.preset), arm
