@@ -8,7 +8,9 @@ differs from ``scripts/run_pretrain.py --preset <preset>``:
   schedule (cosine from ``momentum_base`` to ``momentum_final`` per optimizer step) and
   MoCo v3 temperature;
 - the same view tensors: the preset's view transform over the same ``datasets`` split, in the
-  same ``ViewCollator`` batches, shuffled by a generator seeded with ``--seed``;
+  same ``ViewCollator`` batches, shuffled with ``--data_seed`` (default ``--seed``): by one torch
+  generator (``--data_order torch``, the committed runs) or in exactly the order our Trainer
+  sees (``--data_order trainer``);
 - the same optimizer: AdamW with the preset's learning rate (and predictor multiple), betas,
   weight decay (none on 1-d parameters, position embeddings and class tokens, as
   ``SSLTrainer``), gradient clipping (the preset's ``max_grad_norm``), warm-up and cosine
@@ -111,6 +113,26 @@ def optimizer_step(module, optimizer, scheduler, max_grad_norm: float) -> None:
     optimizer.zero_grad(set_to_none=True)
 
 
+def train_loader(dataset, batch_size: int, collate_fn, data_seed: int, data_order: str = "torch"):
+    """The peer's shuffled, drop-last training batches.
+
+    ``"torch"``: one generator seeded with ``data_seed`` draws every epoch's permutation in turn
+    (what the committed peer runs used). ``"trainer"``: the order our ``SSLTrainer`` sees, from
+    accelerate's sampler, which reseeds epoch ``e`` with ``data_seed + e`` (tested equal).
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    if data_order == "trainer":
+        from accelerate.data_loader import SeedableRandomSampler
+
+        # It counts its own epochs: each full pass ends with set_epoch(epoch + 1).
+        return DataLoader(dataset, batch_size=batch_size, sampler=SeedableRandomSampler(dataset, data_seed=data_seed), drop_last=True, collate_fn=collate_fn)
+    if data_order != "torch":
+        raise ValueError(f"data_order must be 'torch' or 'trainer', not {data_order!r}")
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, collate_fn=collate_fn, generator=torch.Generator().manual_seed(data_seed))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", required=True, help="one of our presets of BYOL, SimSiam or MoCo v3, e.g. byol_fmnist")
@@ -120,6 +142,8 @@ def main() -> None:
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data_seed", type=int, default=None, help="seed of the data order alone (the DataLoader's shuffling); default --seed. The views stay seeded by --seed per row")
+    parser.add_argument("--data_order", choices=("torch", "trainer"), default="torch",
+                        help="torch: one generator draws each epoch's permutation in turn; trainer: the order run_pretrain.py's Trainer sees at the same data seed (epoch e shuffled with data_seed + e)")
     parser.add_argument("--max_steps", type=int, default=None, help="default: the preset's")
     parser.add_argument("--max_grad_norm", type=float, default=None, help="gradient clipping (0: none); default: what run_pretrain.py gives the preset")
     parser.add_argument("--knn_monitor_steps", type=int, default=0)
@@ -127,9 +151,7 @@ def main() -> None:
     parser.add_argument("--knn_monitor_max_test_samples", type=int, default=1000)
     args = parser.parse_args()
 
-    import torch
     from lightly.utils.scheduler import cosine_schedule
-    from torch.utils.data import DataLoader
     from transformers import set_seed
 
     from hf_sslviews.data.collator import ViewCollator
@@ -155,8 +177,7 @@ def main() -> None:
     train = prepare_for_views(load_image_dataset(dataset_name=args.dataset_name, split=args.train_split), "image").with_transform(views)
     views.seed = args.seed
     batch_size = int(training["per_device_train_batch_size"])
-    loader = DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=True, collate_fn=ViewCollator(),
-                        generator=torch.Generator().manual_seed(args.seed if args.data_seed is None else args.data_seed))
+    loader = train_loader(train, batch_size, ViewCollator(), args.seed if args.data_seed is None else args.data_seed, args.data_order)
     max_steps = int(args.max_steps or training["max_steps"])
     optimizer, scheduler = build_optimizer(loop.net, training, max_steps)
     max_grad_norm = preset_max_grad_norm(training) if args.max_grad_norm is None else args.max_grad_norm

@@ -74,3 +74,37 @@ def test_peer_loop__same_weights_and_batches_give_ssl_trainers_weights(tmp_path,
     other = dict(training, max_grad_norm=0.0 if clipping == "preset" else 1.0)
     unmatched = _trained_by_peer_loop(copy.deepcopy(start), other, batches)
     assert _max_difference(model, unmatched) > 1e-4
+
+
+class _IndexModel(torch.nn.Module):
+    """Records the rows each training step sees; its loss only keeps the optimizer busy."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.seen = []
+
+    def forward(self, index):
+        self.seen.append(index.tolist())
+        return {"loss": (self.weight * index.float()).sum()}
+
+
+@pytest.mark.parametrize("data_seed", [0, 7])
+def test_peer_data_order__trainer_gives_the_batches_ssl_trainer_trains_on(tmp_path, data_seed):
+    rows = [{"index": i} for i in range(10)]  # 3 batches of 3 per epoch (drop-last); 7 steps reach epoch 2
+    collate = lambda batch: {"index": torch.tensor([row["index"] for row in batch])}  # noqa: E731
+    model = _IndexModel()
+    args = SSLTrainingArguments(output_dir=str(tmp_path), report_to="none", save_strategy="no", disable_tqdm=True, max_steps=7,
+                                per_device_train_batch_size=3, dataloader_drop_last=True, seed=123, data_seed=data_seed)
+    SSLTrainer(model=model, args=args, train_dataset=rows, data_collator=collate).train()
+
+    def first_steps(order: str) -> list:
+        loader = peer.train_loader(rows, 3, collate, data_seed, order)
+        return [batch["index"].tolist() for _ in range(3) for batch in loader][:7]
+
+    assert first_steps("trainer") == model.seen
+    # The committed peer runs' order shares no epoch with it: the DataLoader draws a base seed from
+    # the generator before the permutation, and later epochs continue the generator, not reseed it.
+    torch_order = first_steps("torch")
+    assert torch_order[:3] != model.seen[:3] and torch_order[3:6] != model.seen[3:6]
+    assert len(set(sum(torch_order[:3], []))) == 9  # still a permutation: an epoch is 9 distinct rows of the 10
