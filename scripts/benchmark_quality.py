@@ -487,7 +487,8 @@ def plot(report: dict, suite: Suite, path: Path) -> None:
     finished = [row for row in report["results"] if "error" not in row]
     # A third panel once runs carry the online linear probe's curve (--online_linear_probe).
     probe = any("online_linear_top1" in point for row in finished for point in row.get("curve") or [])
-    figure, axes = plt.subplots(1, 3 if probe else 2, figsize=(18 if probe else 12, 4.5), dpi=100, sharey=True)
+    figure, axes = plt.subplots(1, 3 if probe else 2, figsize=(18 if probe else 12, 4.5), dpi=100)
+    axes[1].sharey(axes[0])  # the probe's panel keeps its own scale: its accuracies are another measure
     colours = plt.get_cmap("tab20").colors
     drawn = False
     for index, arm in enumerate(suite.arms):
@@ -503,7 +504,7 @@ def plot(report: dict, suite: Suite, path: Path) -> None:
         if probe and probe_steps:
             axes[2].plot(probe_steps, [100 * v for v in linear], **style)
     floors = floor_values(report)
-    for axis in axes:
+    for axis in axes[:2]:  # kNN floors: they do not bound the online linear probe
         if floors.get("random_init") and "monitor_knn_top1" in floors["random_init"]:
             axis.axhline(100 * floors["random_init"]["monitor_knn_top1"][0], color="red", linestyle=":", linewidth=1, label="random init")
         if floors.get("raw_pixels") and "monitor_knn_top1" in floors["raw_pixels"]:
@@ -514,7 +515,8 @@ def plot(report: dict, suite: Suite, path: Path) -> None:
     axes[0].set_title(f"{report['dataset']}: kNN monitor, mean over seeds")
     if probe:
         axes[2].set_xlabel("optimizer steps")
-        axes[2].set_title("online linear probe (same test subset; runs that had it)")
+        axes[2].set_ylabel(f"online linear probe top-1 (%), {MONITOR_TEST} monitor test images")
+        axes[2].set_title("online linear probe, mean over the seeds that had it")
     if drawn:
         axes[1].legend(fontsize=7, loc="lower right", ncol=2)
     figure.tight_layout()
