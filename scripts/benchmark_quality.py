@@ -78,6 +78,7 @@ def data_order_seed(seed: int) -> int:
     """
     return 1 if seed == 1 else 1000 * seed
 
+
 # The Fashion-MNIST presets' ViT (28 px, depth 4) with 4 px patches instead of 7 px.
 P4_PATCHES = ("--backbone_kwargs", json.dumps({"img_size": 28, "patch_size": 4, "depth": 4}))
 
