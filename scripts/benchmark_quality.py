@@ -35,6 +35,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -419,12 +420,20 @@ def _pct(entry: dict, key: str) -> str:
 
 
 def floor_values(report: dict) -> dict:
-    """Random-init floors averaged over architectures and seeds; raw pixels as measured."""
-    random_init = [seed for arch in report["floors"].get("random_init", {}).values() for seed in arch.values()]
-    out = {"raw_pixels": report["floors"].get("raw_pixels")}
-    if random_init:
-        out["random_init"] = {key: mean_std([entry[key] for entry in random_init]) for key in ("knn_top1", "linear_top1", "monitor_knn_top1") if all(key in entry for entry in random_init)}
-        out["random_init_seeds"] = len(random_init)
+    """Raw pixels as measured; the random-init floor per architecture (mean, std over its inits).
+
+    Architectures are not pooled: a 4 px-patch ViT starts far below a 7 px-patch one, and each arm
+    is judged against the untrained version of its own network. Each floor carries a ``label``.
+    """
+    out = {"raw_pixels": report["floors"].get("raw_pixels"), "random_init": {}}
+    architectures = report["floors"].get("random_init", {})
+    for key, inits in architectures.items():
+        entries = list(inits.values())
+        floor = {name: mean_std([entry[name] for entry in entries]) for name in ("knn_top1", "linear_top1", "monitor_knn_top1") if all(name in entry for entry in entries)}
+        patch = re.search(r'"patch_size": (\d+)', key)
+        floor["label"] = "random init" + (f", {patch.group(1)} px patches" if len(architectures) > 1 and patch else "")
+        floor["inits"] = len(entries)
+        out["random_init"][key] = floor
     return out
 
 
@@ -441,9 +450,9 @@ def markdown(report: dict, suite: Suite) -> str:
         seconds = f"{entry['train_seconds']:.0f}" if "train_seconds" in entry else "—"
         lines.append(f"| {entry['arm']} | {_pct(entry, 'knn_top1')} | {_pct(entry, 'linear_top1')} | {seeds} | {steps} | {seconds} | {arm.description if arm else ''} |")
     floors = floor_values(report)
-    if floors.get("random_init"):
-        knn, linear = floors["random_init"]["knn_top1"], floors["random_init"].get("linear_top1", (math.nan, 0))
-        lines.append(f"| random init (floor) | {100 * knn[0]:.1f} ± {100 * knn[1]:.1f} | {100 * linear[0]:.1f} ± {100 * linear[1]:.1f} | {floors['random_init_seeds']} inits | 0 | 0 | the same ViT, untrained |")
+    for floor in floors["random_init"].values():
+        knn, linear = floor["knn_top1"], floor.get("linear_top1", (math.nan, 0))
+        lines.append(f"| {floor['label']} (floor) | {100 * knn[0]:.1f} ± {100 * knn[1]:.1f} | {100 * linear[0]:.1f} ± {100 * linear[1]:.1f} | {floor['inits']} inits | 0 | 0 | the same ViT, untrained |")
     if floors.get("raw_pixels"):
         raw = floors["raw_pixels"]
         lines.append(f"| raw pixels (floor) | {100 * raw['knn_top1']:.1f} | {100 * raw['linear_top1']:.1f} | | | | 784 grey levels, no network |" if "linear_top1" in raw else f"| raw pixels (floor) | {100 * raw['knn_top1']:.1f} | | | | | 784 grey levels |")
@@ -506,8 +515,9 @@ def plot(report: dict, suite: Suite, path: Path) -> None:
             axes[2].plot(probe_steps, [100 * v for v in linear], **style)
     floors = floor_values(report)
     for axis in axes[:2]:  # kNN floors: they do not bound the online linear probe
-        if floors.get("random_init") and "monitor_knn_top1" in floors["random_init"]:
-            axis.axhline(100 * floors["random_init"]["monitor_knn_top1"][0], color="red", linestyle=":", linewidth=1, label="random init")
+        for floor, colour in zip(floors["random_init"].values(), ("red", "darkorange", "purple")):
+            if "monitor_knn_top1" in floor:
+                axis.axhline(100 * floor["monitor_knn_top1"][0], color=colour, linestyle=":", linewidth=1, label=floor["label"])
         if floors.get("raw_pixels") and "monitor_knn_top1" in floors["raw_pixels"]:
             axis.axhline(100 * floors["raw_pixels"]["monitor_knn_top1"], color="gray", linestyle="--", linewidth=1, label="raw pixels")
     axes[0].set_xlabel("optimizer steps")

@@ -82,6 +82,19 @@ def test_markdown__spread_with_several_seeds_floors_and_claims():
     assert "APS beats MoCo v3 with the same ViT at equal optimizer steps (`aps` vs `mocov3`) | knn | +20.0 | 5.7 | 2 / 2 | holds |" in table
 
 
+def test_markdown__random_init_floor_per_architecture_not_pooled():
+    # A 4 px-patch ViT starts 10 points under the 7 px one: pooling them would give neither floor.
+    seven, four = 'vit {"depth": 4, "patch_size": 7} [3, 28, 28]', 'vit {"depth": 4, "patch_size": 4} [3, 28, 28]'
+    floors = {"random_init": {seven: {"0": {"knn_top1": 0.70, "linear_top1": 0.74}, "1": {"knn_top1": 0.72, "linear_top1": 0.74}},
+                              four: {"0": {"knn_top1": 0.60, "linear_top1": 0.70}}}}
+    report = {"results": [], "summary": [], "claims": {}, "floors": floors}
+    values = quality.floor_values(report)["random_init"]
+    assert values[seven]["knn_top1"][0] == pytest.approx(0.71) and values[four]["knn_top1"][0] == pytest.approx(0.60)
+    table = quality.markdown(report, quality.SUITES["cpu"])
+    assert "| random init, 7 px patches (floor) | 71.0 ± 1.4 | 74.0 ± 0.0 | 2 inits |" in table
+    assert "| random init, 4 px patches (floor) | 60.0 ± 0.0 | 70.0 ± 0.0 | 1 inits |" in table
+
+
 def test_pretrain_command__monitor_on_the_fixed_subset_and_the_arm_flags_last(tmp_path):
     suite = quality.SUITES["cpu"]
     arm = suite.arms["patchmix_no_mix"]
