@@ -515,7 +515,8 @@ def plot(report: dict, suite: Suite, path: Path) -> None:
             axes[2].plot(probe_steps, [100 * v for v in linear], **style)
     floors = floor_values(report)
     for axis in axes[:2]:  # kNN floors: they do not bound the online linear probe
-        for floor, colour in zip(floors["random_init"].values(), ("red", "darkorange", "purple")):
+        for index, floor in enumerate(floors["random_init"].values()):  # every architecture's floor, colours cycling
+            colour = ("red", "darkorange", "purple")[index % 3]
             if "monitor_knn_top1" in floor:
                 axis.axhline(100 * floor["monitor_knn_top1"][0], color=colour, linestyle=":", linewidth=1, label=floor["label"])
         if floors.get("raw_pixels") and "monitor_knn_top1" in floors["raw_pixels"]:
