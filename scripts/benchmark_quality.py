@@ -32,6 +32,7 @@ the claims' verdicts), ``quality_<suite>.md`` (the README tables) and ``quality_
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -72,12 +73,16 @@ def data_order_seed(seed: int) -> int:
     """The seed of a run's data order (``--data_seed``); the views and the weights keep ``--seed``.
 
     accelerate shuffles epoch ``e`` with ``data_seed + e``, so with ``data_seed = seed`` the runs of
-    seeds ``s`` and ``s + 1`` share all but one epoch's order (these runs touch 3 epochs) and their
-    spread understates seed noise. ``1000 * seed`` keeps every seed's orders apart for runs under
-    1000 epochs. Seed 1's runs were made before this was found, with data order 1 (epochs 1 and 2
-    shared with seed 0); they keep it, so that they stay reproducible and are not silently replaced.
+    seeds ``s`` and ``s + 1`` share all but one epoch's order and their spread understates seed
+    noise. ``1000 * seed`` keeps every seed's orders apart for runs under 1000 epochs. The rows of
+    seed 1 made before this rule were trained with data order 1; each row records its own
+    ``data_seed``, and :func:`independent_rows` leaves such a row out of every statistic.
     """
-    return 1 if seed == 1 else 1000 * seed
+    return ORDER_GAP * seed
+
+
+# Runs whose data seeds lie closer than this share epoch orders (no run of the suite nears 1000 epochs).
+ORDER_GAP = 1000
 
 
 # The Fashion-MNIST presets' ViT (28 px, depth 4) with 4 px patches instead of 7 px.
@@ -97,7 +102,7 @@ def _cpu_arms() -> dict[str, Arm]:
         Arm("mulan_two_views", "mulan_fmnist", "MULAN's framework with its two global views only (no locals, no cutout)",
             ("--view_kwargs", json.dumps({"n_local": 0, "n_cutout": 0}))),
         # APS steps are several times cheaper than MoCo v3's: the same wall time buys more of them.
-        Arm("aps_equal_time", "aps_fmnist", "APS with as many optimizer steps as fit MoCo v3's training time (same seed, measured in this suite)",
+        Arm("aps_equal_time", "aps_fmnist", "APS with as many optimizer steps as fit MoCo v3's training time (each arm's median cost per step, runs measured alone)",
             equal_time=("mocov3", "aps")),
         # The APS pair again with 4 px patches: a 7 x 7 grid of 49 tokens, 12 kept per view (the
         # 7 px presets keep 4 of 16), closer to the paper's 64 of 256: is the claim's failure the
@@ -128,6 +133,7 @@ class Suite:
     test_split: str = "test"
     extra: tuple[str, ...] = ()
     monitor: bool = True
+    finetune: bool = True
 
 
 SUITES = {
@@ -137,6 +143,7 @@ SUITES = {
         arms={method: Arm(method, f"{method}_tiny", f"`{method}_tiny`") for method in METHODS},
         extra=("--num_train_epochs", "3"),
         monitor=False,
+        finetune=False,
     ),
 }
 
@@ -159,8 +166,25 @@ PARITY = (("byol", "lightly_byol"), ("simsiam", "lightly_simsiam"), ("mocov3", "
 
 LINEAR_PROBE_MAX_ITER = 300
 
-# The kNN monitor's fixed labelled subset: the first images of each split.
+# The kNN monitor's fixed labelled subset: the first train images as memory, the last train images
+# (never in the memory, never labelled in training) as queries, so that nothing watched while
+# training, or chosen from what was watched, looks at the test split. Runs recorded before this
+# rule queried the first 1,000 test images (``monitor_queries`` absent from their rows).
 MONITOR_TRAIN, MONITOR_TEST = 5000, 1000
+MONITOR_QUERIES = f"train[-{MONITOR_TEST}:]"
+
+# The fine-tuning protocol: every backbone (and the untrained one, the floor) end to end with one
+# recipe, chosen on a validation split (10% of train) with ``--finetune_search``, never on test.
+FINETUNE_VALIDATION_FRACTION = 0.1
+FINETUNE_RECIPE = (
+    "--train_augmentation", "pad_crop", "--crop_padding", "2", "--label_smoothing", "0.1",
+    "--optim", "adamw_torch", "--weight_decay", "0.05", "--lr_scheduler_type", "cosine", "--warmup_steps", "0.1",
+    "--per_device_train_batch_size", "256", "--per_device_eval_batch_size", "1024",
+)
+FINETUNE_LEARNING_RATE = 1e-3
+FINETUNE_EPOCHS = 2
+# --finetune_search: learning rates tried on the validation split, each at the protocol's budget.
+FINETUNE_SEARCH_LEARNING_RATES = (5e-4, 1e-3, 2e-3, 4e-3)
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,49 +197,134 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def row_data_seed(row: dict) -> int:
+    """The data order a row was trained with (rows written before it was recorded used ``data_seed = seed``)."""
+    return row["data_seed"] if row.get("data_seed") is not None else row["seed"]
+
+
+def independent_rows(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Split one arm's finished rows into those with independent data orders and those sharing one.
+
+    In seed order, a row is kept when its data order is at least :data:`ORDER_GAP` from every kept
+    row's (no epoch order in common); a row that shares epochs with a kept one is set aside, so
+    every mean, spread and verdict rests on runs that differ in their data as well as their seed.
+    """
+    kept, shared = [], []
+    for row in sorted(rows, key=lambda row: row["seed"]):
+        if all(abs(row_data_seed(row) - row_data_seed(other)) >= ORDER_GAP for other in kept):
+            kept.append(row)
+        else:
+            shared.append(row)
+    return kept, shared
+
+
+# A run is slowed when its 1-minute load stands this far above the cores its own threads fill.
+LOAD_MARGIN = 0.5
+# ... or when it took this many times its arm's median training time.
+SLOW_FACTOR = 1.5
+
+
+def ran_alone(row: dict, arm_rows: list[dict], cores: int = 2) -> bool:
+    """Whether a run's training time is its own: no neighbour on the machine while it trained.
+
+    Rows with ``load_during`` (the 1-minute load sampled every few seconds while training) are
+    judged on its median; older rows on the load at their end, and on a training time no longer
+    than :data:`SLOW_FACTOR` times the median of the arm's runs (a slowed run can end alone).
+    """
+    if row.get("load_during"):
+        loaded = row["load_during"]["median"] > cores + LOAD_MARGIN
+    else:
+        loaded = (row.get("load_average") or [0, 0])[-1] > cores + LOAD_MARGIN
+    times = [other["train_seconds"] for other in arm_rows if other.get("train_seconds")]
+    slow = bool(times) and row.get("train_seconds", 0) > SLOW_FACTOR * statistics.median(times)
+    return not loaded and not slow
+
+
+def finished(rows: list[dict], arm: str) -> list[dict]:
+    return [row for row in rows if row["arm"] == arm and "error" not in row]
+
+
+SCORES = ("knn_top1", "linear_top1", "finetune_top1")
+
+
 def summarise(rows: list[dict], arms: list[str]) -> list[dict]:
-    """Per arm, over its finished seeds: mean and sample standard deviation of every score."""
+    """Per arm, over its finished seeds with independent data orders: mean and sample standard deviation.
+
+    Seeds whose data order overlaps an earlier seed's are listed under ``shared_order_seeds`` and
+    not averaged; ``slowed_seeds`` lists the runs that had a neighbour (their scores count, their
+    training time does not: ``train_seconds`` is the median of the runs that ran alone).
+    """
     summary = []
     for arm in arms:
-        runs = [row for row in rows if row["arm"] == arm and "error" not in row]
+        done = finished(rows, arm)
         failed = sum(1 for row in rows if row["arm"] == arm and "error" in row)
-        if not runs and not failed:
+        if not done and not failed:
             continue
-        entry = {"arm": arm, "seeds": sorted(row["seed"] for row in runs), "failed_runs": failed}
-        for key in ("knn_top1", "linear_top1", "train_seconds", "optimizer_steps"):
+        runs, shared = independent_rows(done)
+        alone = [row for row in done if ran_alone(row, done)]
+        entry = {"arm": arm, "seeds": sorted(row["seed"] for row in runs), "failed_runs": failed,
+                 "shared_order_seeds": sorted(row["seed"] for row in shared), "slowed_seeds": sorted(row["seed"] for row in done if row not in alone)}
+        for key in (*SCORES, "optimizer_steps"):
             values = [row[key] for row in runs if row.get(key) is not None]
             if values:
                 entry[key], entry[key + "_std"] = mean_std(values)
+                entry[key + "_n"] = len(values)
+        if alone:
+            entry["train_seconds"] = statistics.median(row["train_seconds"] for row in alone)
         summary.append(entry)
     return summary
 
 
-def verdict(method: list[float], baseline: list[float]) -> dict:
-    """Whether ``method`` beats ``baseline``: the difference of means against two standard deviations.
+def welch_interval(method: list[float], baseline: list[float], level: float = 0.95) -> Optional[tuple[float, float]]:
+    """The ``level`` confidence interval of ``mean(method) - mean(baseline)`` (Welch's t, unequal variances).
 
-    The spread is the larger of the two arms' sample standard deviations over seeds (the seed
-    noise of one arm), so "holds" means the method's mean is above the baseline's by more than
-    twice the noise, "fails" the reverse, and anything in between is "not resolved" at this
-    budget. With fewer than two seeds per arm the noise is unknown: always "not resolved".
+    ``None`` with fewer than two values on a side. Two arms with no spread at all give a zero-width
+    interval at the difference.
     """
     if len(method) < 2 or len(baseline) < 2:
-        return {"difference": (statistics.mean(method) - statistics.mean(baseline)) if method and baseline else None, "noise": None, "verdict": "not resolved (fewer than 2 seeds)"}
+        return None
+    from scipy import stats
+
+    difference = statistics.mean(method) - statistics.mean(baseline)
+    var_m, var_b = statistics.variance(method) / len(method), statistics.variance(baseline) / len(baseline)
+    error = math.sqrt(var_m + var_b)
+    if error == 0:
+        return difference, difference
+    dof = (var_m + var_b) ** 2 / ((var_m**2 / (len(method) - 1) if var_m else 0) + (var_b**2 / (len(baseline) - 1) if var_b else 0))
+    half = stats.t.ppf(0.5 + level / 2, dof) * error
+    return difference - half, difference + half
+
+
+def verdict(method: list[float], baseline: list[float]) -> dict:
+    """Whether ``method`` beats ``baseline``: the difference of means against the seed noise and its 95% interval.
+
+    "holds" needs both: the difference exceeds twice the larger of the two arms' sample standard
+    deviations (the seed noise of one arm), and the Welch 95% interval of the difference lies above
+    zero; "fails" is the mirror image; anything else is "not resolved" at this budget. The
+    interval matters with few seeds: two seeds give a standard deviation from one degree of
+    freedom, and a gap of twice it is far from certain. With fewer than two seeds per arm the
+    noise is unknown: always "not resolved".
+    """
+    if len(method) < 2 or len(baseline) < 2:
+        return {"difference": (statistics.mean(method) - statistics.mean(baseline)) if method and baseline else None, "noise": None,
+                "interval": None, "verdict": "not resolved (fewer than 2 seeds)"}
     difference = statistics.mean(method) - statistics.mean(baseline)
     noise = max(statistics.stdev(method), statistics.stdev(baseline))
-    if difference > 2 * noise:
+    low, high = welch_interval(method, baseline)
+    if difference > 2 * noise and low > 0:
         outcome = "holds"
-    elif difference < -2 * noise:
+    elif difference < -2 * noise and high < 0:
         outcome = "fails"
     else:
         outcome = "not resolved"
-    return {"difference": difference, "noise": noise, "verdict": outcome}
+    return {"difference": difference, "noise": noise, "interval": [low, high], "verdict": outcome}
 
 
 def claims_table(rows: list[dict], metric: str = "knn_top1", claims=CLAIMS) -> list[dict]:
-    """Every claim whose two arms both have finished runs, with its verdict on ``metric``."""
+    """Every claim whose two arms both have finished runs, with its verdict on ``metric`` (independent data orders only)."""
     table = []
     for claim, method, baseline in claims:
-        scores = {arm: [row[metric] for row in rows if row["arm"] == arm and row.get(metric) is not None] for arm in (method, baseline)}
+        scores = {arm: [row[metric] for row in independent_rows(finished(rows, arm))[0] if row.get(metric) is not None] for arm in (method, baseline)}
         if not scores[method] or not scores[baseline]:
             continue
         table.append({"claim": claim, "method": method, "baseline": baseline, "metric": metric,
@@ -228,21 +337,38 @@ def claims_table(rows: list[dict], metric: str = "knn_top1", claims=CLAIMS) -> l
 # --------------------------------------------------------------------------------------------
 
 
-def run_logged(command: list[str], log: Path) -> float:
-    """Run ``command`` with its output in ``log``; return the wall time; raise on failure."""
+def run_logged(command: list[str], log: Path) -> tuple[float, dict]:
+    """Run ``command`` with its output in ``log``; return the wall time and the load while it ran; raise on failure.
+
+    The 1-minute load average is sampled every few seconds: its median says whether anything ran
+    beside the command (:func:`ran_alone`), which a reading at the start or the end can miss.
+    """
     start = time.perf_counter()
+    samples = []
     with open(log, "w") as handle:
-        done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    if done.returncode != 0:
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        while process.poll() is None:
+            samples.append(os.getloadavg()[0])
+            try:
+                process.wait(timeout=LOAD_SAMPLE_SECONDS)
+            except subprocess.TimeoutExpired:
+                pass
+    if process.returncode != 0:
         tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
-        raise RuntimeError(f"{' '.join(command[1:4])} ... exited with {done.returncode}: {tail[0]} (log: {log})")
-    return time.perf_counter() - start
+        raise RuntimeError(f"{' '.join(command[1:4])} ... exited with {process.returncode}: {tail[0]} (log: {log})")
+    # The first minute's readings still average the time before the command started.
+    settled = samples[int(60 / LOAD_SAMPLE_SECONDS):] or samples
+    load = {"median": round(statistics.median(settled), 2), "max": round(max(settled), 2), "samples": len(settled)} if settled else {}
+    return time.perf_counter() - start, load
+
+
+LOAD_SAMPLE_SECONDS = 5
 
 
 def pretrain_command(suite: Suite, arm: Arm, seed: int, out: Path, monitor_steps: int) -> list[str]:
     if arm.runner == "lightly":
         command = [sys.executable, "scripts/train_lightly_peer.py", "--preset", arm.preset, "--dataset_name", suite.dataset, "--train_split", suite.train_split,
-                   "--test_split", suite.test_split, "--output_dir", str(out), "--seed", str(seed), "--data_seed", str(data_order_seed(seed))]
+                   "--test_split", MONITOR_QUERIES, "--output_dir", str(out), "--seed", str(seed), "--data_seed", str(data_order_seed(seed))]
         if monitor_steps:
             command += ["--knn_monitor_steps", str(monitor_steps), "--knn_monitor_max_train_samples", str(MONITOR_TRAIN), "--knn_monitor_max_test_samples", str(MONITOR_TEST)]
         return command + list(arm.flags)
@@ -254,13 +380,41 @@ def pretrain_command(suite: Suite, arm: Arm, seed: int, out: Path, monitor_steps
     ]
     if suite.monitor and monitor_steps:
         command += [
-            "--knn_monitor_steps", str(monitor_steps), "--knn_train_split", suite.train_split, "--knn_test_split", suite.test_split,
+            "--knn_monitor_steps", str(monitor_steps), "--knn_train_split", suite.train_split, "--knn_test_split", MONITOR_QUERIES,
             "--knn_monitor_max_train_samples", str(MONITOR_TRAIN), "--knn_monitor_max_test_samples", str(MONITOR_TEST),
             # A second curve; the probe trains on detached features with its own optimizer, so
             # the model trains exactly as without it (runs before it was added have no such curve).
             "--online_linear_probe", "True",
         ]
     return command + list(arm.flags)  # last: an arm's flags override the suite's
+
+
+def finetune_command(suite: Suite, backbone: Path, out: Path, seed: int, random_init: bool = False,
+                     learning_rate: float = FINETUNE_LEARNING_RATE, epochs: float = FINETUNE_EPOCHS, validation: bool = False) -> list[str]:
+    """``scripts/run_finetune.py`` with the protocol's recipe, as a user would run it.
+
+    ``validation`` trains on 90% of train and scores the held-out 10% (the recipe search);
+    otherwise it trains on all of train and scores the test split.
+    """
+    command = [
+        sys.executable, "scripts/run_finetune.py", "--model_name_or_path", str(backbone), "--dataset_name", suite.dataset,
+        "--train_split", suite.train_split, "--test_split", suite.test_split, "--output_dir", str(out), "--output_file", str(out / "finetune.json"),
+        "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "True", "--seed", str(seed), "--data_seed", str(data_order_seed(seed)),
+        *FINETUNE_RECIPE, "--learning_rate", repr(learning_rate), "--num_train_epochs", repr(epochs),
+    ]
+    if random_init:
+        command += ["--random_init", "True"]
+    if validation:
+        command += ["--train_val_split", repr(FINETUNE_VALIDATION_FRACTION)]
+    return command
+
+
+def run_finetune(suite: Suite, backbone: Path, out: Path, seed: int, log: Path, **recipe) -> dict:
+    """Fine-tune ``backbone`` with the protocol's recipe: top-1 on the scored split and the time it took."""
+    shutil.rmtree(out, ignore_errors=True)
+    wall, load = run_logged(finetune_command(suite, backbone, out, seed, **recipe), log)
+    result = json.loads((out / "finetune.json").read_text())
+    return {"finetune_top1": result["eval"]["eval_accuracy"], "finetune_seconds": round(result["train"]["train_runtime"], 1), "finetune_load": load}
 
 
 def preset_max_steps(preset: str) -> Optional[int]:
@@ -271,13 +425,26 @@ def preset_max_steps(preset: str) -> Optional[int]:
     return int(steps) if steps and steps > 0 else None
 
 
-def equal_time_steps(rows: list[dict], seed: int, target: str, reference: str) -> Optional[int]:
-    """Optimizer steps of ``reference``'s setup that take as long as ``target``'s run of this seed took."""
-    found = {arm: next((row for row in rows if row["arm"] == arm and row["seed"] == seed and "error" not in row), None) for arm in (target, reference)}
-    if None in found.values():
+def seconds_per_step(rows: list[dict], arm: str) -> Optional[float]:
+    """An arm's training cost per optimizer step: the median over its runs that ran alone (:func:`ran_alone`)."""
+    done = [row for row in finished(rows, arm) if row.get("train_seconds") and row.get("optimizer_steps")]
+    alone = [row for row in done if ran_alone(row, done)]
+    if not alone:
         return None
-    seconds_per_step = found[reference]["train_seconds"] / found[reference]["optimizer_steps"]
-    return max(1, round(found[target]["train_seconds"] / seconds_per_step))
+    return statistics.median(row["train_seconds"] / row["optimizer_steps"] for row in alone)
+
+
+def equal_time_steps(rows: list[dict], target: str, reference: str) -> Optional[int]:
+    """Optimizer steps of ``reference``'s setup that take as long as ``target``'s budget takes.
+
+    Both costs per step come from runs measured alone (median over seeds), so one run slowed by a
+    neighbour changes neither, and every seed of the equal-time arm gets the same number of steps.
+    """
+    target_cost, reference_cost = seconds_per_step(rows, target), seconds_per_step(rows, reference)
+    if target_cost is None or reference_cost is None:
+        return None
+    target_steps = statistics.median(row["optimizer_steps"] for row in finished(rows, target))
+    return max(1, round(target_steps * target_cost / reference_cost))
 
 
 class Scorer:
@@ -339,19 +506,24 @@ class Scorer:
         model = load_backbone(str(backbone_dir), random_init=random_init, seed=seed)
         return self.score(self.features(model, eval_transform_for(str(backbone_dir)), limits), linear=linear)
 
-    def raw_pixels(self, limits: Optional[dict] = None, linear: bool = True) -> dict:
+    def raw_pixel_features(self) -> dict:
+        """Flattened grey levels in [0, 1] of every image (kNN normalises them, the probe standardises)."""
         import numpy as np
         import torch
 
-        def pixels(image):  # flattened grey levels in [0, 1]: kNN normalises, the probe standardises
+        def pixels(image):
             return torch.from_numpy(np.asarray(image.convert("L"), dtype=np.float32).ravel() / 255.0)
 
-        out = {}
-        for name, data in self.splits.items():
-            if limits and limits.get(name):
-                data = data.select(range(min(limits[name], len(data))))
-            out[name] = (torch.stack([pixels(image) for image in data["image"]]), torch.tensor(data["label"]))
-        return self.score(out, linear=linear)
+        return {name: (torch.stack([pixels(image) for image in data["image"]]), torch.tensor(data["label"])) for name, data in self.splits.items()}
+
+    def monitor_scores(self, features: dict) -> dict:
+        """The kNN monitor's scores for the same features: memory = the first train images, queries =
+        the first test images (``monitor_knn_top1``, the monitor of older rows) or the last train
+        images (``monitor_validation_knn_top1``, :data:`MONITOR_QUERIES`)."""
+        (train_x, train_y), (test_x, test_y) = features["train"], features["test"]
+        memory = (train_x[:MONITOR_TRAIN], train_y[:MONITOR_TRAIN])
+        subsets = {"monitor_knn_top1": (test_x[:MONITOR_TEST], test_y[:MONITOR_TEST]), "monitor_validation_knn_top1": (train_x[-MONITOR_TEST:], train_y[-MONITOR_TEST:])}
+        return {key: self.score({"train": memory, "test": queries}, linear=False)["knn_top1"] for key, queries in subsets.items()}
 
 
 def architecture_key(backbone_dir: Path) -> str:
@@ -359,18 +531,53 @@ def architecture_key(backbone_dir: Path) -> str:
     return f"{config.get('architecture')} {json.dumps(config.get('model_args') or {}, sort_keys=True)} {config['pretrained_cfg'].get('input_size')}"
 
 
-def random_init_floor(report: dict, scorer: Scorer, backbone_dir: Path, seed: int, monitor_limits: dict) -> None:
-    """The same architecture at random initialisation (seeded like the run), scored once per (architecture, seed)."""
+def random_init_floor(report: dict, scorer: Scorer, suite: Suite, backbone_dir: Path, seed: int, work: Path) -> None:
+    """The same architecture at random initialisation (seeded like the run): frozen scores once per
+    (architecture, seed), and the fine-tuning floor (supervised training from scratch with the
+    protocol's recipe) once per (architecture, seed) too."""
     key = architecture_key(backbone_dir)
     floors = report["floors"].setdefault("random_init", {}).setdefault(key, {})
-    if str(seed) in floors:
-        return
-    from hf_sslviews.evaluation.features import eval_transform_for, load_backbone
+    if str(seed) not in floors:
+        from hf_sslviews.evaluation.features import eval_transform_for, load_backbone
 
-    features = scorer.features(load_backbone(str(backbone_dir), random_init=True, seed=seed), eval_transform_for(str(backbone_dir)))
-    # The monitor's subset is the first images of each split: a slice of the same features.
-    subset = {name: (x[: monitor_limits[name]], y[: monitor_limits[name]]) for name, (x, y) in features.items()}
-    floors[str(seed)] = {**scorer.score(features), "monitor_knn_top1": scorer.score(subset, linear=False)["knn_top1"]}
+        features = scorer.features(load_backbone(str(backbone_dir), random_init=True, seed=seed), eval_transform_for(str(backbone_dir)))
+        floors[str(seed)] = {**scorer.score(features), **scorer.monitor_scores(features)}
+    elif "monitor_validation_knn_top1" not in floors[str(seed)]:
+        from hf_sslviews.evaluation.features import eval_transform_for, load_backbone
+
+        features = scorer.features(load_backbone(str(backbone_dir), random_init=True, seed=seed), eval_transform_for(str(backbone_dir)))
+        floors[str(seed)].update(scorer.monitor_scores(features))
+    if suite.finetune and "finetune_top1" not in floors[str(seed)]:
+        name = f"random_init_{seed}_{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+        floors[str(seed)].update(run_finetune(suite, backbone_dir, work / f"{name}_finetune", seed, work / f"{name}_finetune.log", random_init=True))
+
+
+def finetune_search(report: dict, suite: Suite, args, work: Path) -> None:
+    """Fine-tune on 90% of train, score the held-out 10%, for each learning rate of the search.
+
+    The backbones are the finished runs of ``--arms`` x ``--seeds`` still in the work folder, and
+    the untrained copy of the first one's architecture (seed 0): the recipe must be good for
+    supervised training from scratch (the floor) and for pretrained backbones alike. Every score is
+    kept in ``finetune_search``; the protocol's learning rate is then set by hand from them, and
+    the test split is never read.
+    """
+    backbones = [(name, seed, work / f"{name}_seed{seed}" / "backbone") for seed in args.seeds for name in (args.arms or [])]
+    backbones = [(name, seed, path, False) for name, seed, path in backbones if (path / "config.json").is_file()]
+    if not backbones:
+        raise SystemExit(f"--finetune_search needs finished runs of --arms in {work}; run them first")
+    candidates = [("random_init", 0, backbones[0][2], True), *backbones]
+    search = report.setdefault("finetune_search", [])
+    for name, seed, path, random_init in candidates:
+        for learning_rate in FINETUNE_SEARCH_LEARNING_RATES:
+            entry = {"backbone": name, "architecture": architecture_key(path), "seed": seed, "learning_rate": learning_rate, "epochs": FINETUNE_EPOCHS,
+                     "recipe": list(FINETUNE_RECIPE)}
+            if any(all(old.get(key) == value for key, value in entry.items()) for old in search):
+                continue
+            tag = f"search_{name}_seed{seed}_lr{learning_rate:g}"
+            result = run_finetune(suite, path, work / tag, seed, work / f"{tag}.log", random_init=random_init, learning_rate=learning_rate, validation=True)
+            search.append({**entry, "validation_top1": result["finetune_top1"], "finetune_seconds": result["finetune_seconds"], "finetune_load": result["finetune_load"]})
+            finish_report(report, suite, args.suite)
+            print(json.dumps(search[-1]), flush=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -394,42 +601,61 @@ PROTOCOL_VERSION = 2
 def finish_report(report: dict, suite: Suite, suite_name: str) -> None:
     from benchmark_harness import machine_info, write_report
 
-    arms = list(suite.arms)
     report["machine"] = machine_info()
     report["protocols"] = {
         "knn": "weighted kNN, k=20, cosine, T=0.07 (DINO), full train split as memory, full test split",
         "linear": f"L-BFGS logistic regression (float32, at most {LINEAR_PROBE_MAX_ITER} iterations) on standardised frozen features, L2 from {{1e-5..1e-1}} picked on a held-out 20% of train",
-        "monitor": f"weighted kNN k=20 every ~10% of the run: memory = first {MONITOR_TRAIN} train images, queries = first {MONITOR_TEST} test images",
-        "claims": "difference of means vs two times the larger sample standard deviation over seeds (holds / fails / not resolved)",
+        "finetune": (f"scripts/run_finetune.py on the whole network, all of train, scored on test: {' '.join(FINETUNE_RECIPE)} --learning_rate {FINETUNE_LEARNING_RATE:g} "
+                     f"--num_train_epochs {FINETUNE_EPOCHS:g}; learning rate chosen on a held-out {FINETUNE_VALIDATION_FRACTION:.0%} of train (finetune_search)"),
+        "monitor": (f"weighted kNN k=20 every ~10% of the run: memory = first {MONITOR_TRAIN} train images, queries = {MONITOR_QUERIES} "
+                    f"(rows without monitor_queries: the first {MONITOR_TEST} test images)"),
+        "seeds": f"seed s trains on data order {ORDER_GAP} * s; rows whose data orders share epochs with an earlier seed's are left out of every statistic",
+        "claims": "holds (fails) when the difference of means exceeds (falls under minus) two times the larger sample standard deviation over seeds and its Welch 95% interval excludes 0; else not resolved",
+        "timing": (f"equal-time arms take each arm's cost per step as the median over its runs that ran alone (median 1-minute load <= cores + {LOAD_MARGIN}, "
+                   f"training time <= {SLOW_FACTOR} x the arm's median); slowed runs are listed in the summary"),
     }
-    report["summary"] = summarise(report["results"], arms)
-    report["claims"] = {metric: claims_table(report["results"], metric) for metric in ("knn_top1", "linear_top1")}
-    parity = tuple((f"hf_sslviews' {ours} against lightly's", ours, peer) for ours, peer in PARITY)
-    report["parity"] = claims_table(report["results"], "knn_top1", parity)
-    report["results"].sort(key=lambda row: (arms.index(row["arm"]) if row["arm"] in arms else len(arms), row["seed"]))
+    derive(report, suite)
     write_report(report, RESULTS / f"quality_{suite_name}.json")
     (RESULTS / f"quality_{suite_name}.md").write_text(markdown(report, suite))
     plot(report, suite, RESULTS / f"quality_{suite_name}.png")
 
 
+def derive(report: dict, suite: Suite) -> dict:
+    """Fill in what the recorded runs determine: per-arm summary, claims, parity; runs in arm order."""
+    arms = list(suite.arms)
+    report["summary"] = summarise(report["results"], arms)
+    report["claims"] = {metric: claims_table(report["results"], metric) for metric in SCORES}
+    parity = tuple((f"hf_sslviews' {ours} against lightly's", ours, peer) for ours, peer in PARITY)
+    report["parity"] = claims_table(report["results"], "knn_top1", parity)
+    report["results"].sort(key=lambda row: (arms.index(row["arm"]) if row["arm"] in arms else len(arms), row["seed"]))
+    return report
+
+
 def _pct(entry: dict, key: str) -> str:
     if key not in entry:
         return "—"
-    spread = f" ± {100 * entry[key + '_std']:.1f}" if len(entry["seeds"]) > 1 else ""
-    return f"{100 * entry[key]:.1f}{spread}"
+    count = entry.get(key + "_n", len(entry["seeds"]))
+    spread = f" ± {100 * entry[key + '_std']:.1f}" if count > 1 else ""
+    partial = f" ({count} seed{'s' if count > 1 else ''})" if count < len(entry["seeds"]) else ""
+    return f"{100 * entry[key]:.1f}{spread}{partial}"
 
 
 def floor_values(report: dict) -> dict:
     """Raw pixels as measured; the random-init floor per architecture (mean, std over its inits).
 
     Architectures are not pooled: a 4 px-patch ViT starts far below a 7 px-patch one, and each arm
-    is judged against the untrained version of its own network. Each floor carries a ``label``.
+    is judged against the untrained version of its own network. Each floor carries a ``label``, and
+    for each score the number of inits that have it (``<score>_inits``).
     """
     out = {"raw_pixels": report["floors"].get("raw_pixels"), "random_init": {}}
     architectures = report["floors"].get("random_init", {})
     for key, inits in architectures.items():
         entries = list(inits.values())
-        floor = {name: mean_std([entry[name] for entry in entries]) for name in ("knn_top1", "linear_top1", "monitor_knn_top1") if all(name in entry for entry in entries)}
+        floor = {}
+        for name in (*SCORES, "monitor_knn_top1", "monitor_validation_knn_top1"):
+            values = [entry[name] for entry in entries if name in entry]
+            if values:
+                floor[name], floor[name + "_inits"] = mean_std(values), len(values)
         patch = re.search(r'"patch_size": (\d+)', key)
         floor["label"] = "random init" + (f", {patch.group(1)} px patches" if len(architectures) > 1 and patch else "")
         floor["inits"] = len(entries)
@@ -437,41 +663,63 @@ def floor_values(report: dict) -> dict:
     return out
 
 
+def _interval(claim: dict) -> str:
+    if not claim.get("interval"):
+        return "—"
+    low, high = claim["interval"]
+    return f"[{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
 def markdown(report: dict, suite: Suite) -> str:
-    """The results table (mean ± sample std over seeds), the floors, and the claims."""
+    """The results table (mean ± sample std over seeds with independent data orders), the floors, and the claims."""
     lines = [
-        "| arm | kNN top-1 | linear top-1 | seeds | optimizer steps | train time (s) | what it is |",
-        "|---|---|---|---|---|---|---|",
+        "| arm | kNN top-1 | linear top-1 | fine-tune top-1 | seeds | optimizer steps | train time (s) | what it is |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for entry in report["summary"]:
         arm = suite.arms.get(entry["arm"])
-        seeds = ", ".join(map(str, entry["seeds"])) + (f" ({entry['failed_runs']} failed)" if entry["failed_runs"] else "")
+        notes = []
+        if entry["failed_runs"]:
+            notes.append(f"{entry['failed_runs']} failed")
+        if entry.get("shared_order_seeds"):
+            notes.append(f"not counted, data order shared: {', '.join(map(str, entry['shared_order_seeds']))}")
+        if entry.get("slowed_seeds"):
+            notes.append(f"slowed: {', '.join(map(str, entry['slowed_seeds']))}")
+        seeds = ", ".join(map(str, entry["seeds"])) + (f" ({'; '.join(notes)})" if notes else "")
         steps = f"{entry['optimizer_steps']:.0f}" if "optimizer_steps" in entry else "—"
         seconds = f"{entry['train_seconds']:.0f}" if "train_seconds" in entry else "—"
-        lines.append(f"| {entry['arm']} | {_pct(entry, 'knn_top1')} | {_pct(entry, 'linear_top1')} | {seeds} | {steps} | {seconds} | {arm.description if arm else ''} |")
+        lines.append(f"| {entry['arm']} | {_pct(entry, 'knn_top1')} | {_pct(entry, 'linear_top1')} | {_pct(entry, 'finetune_top1')} | {seeds} | {steps} | {seconds} | "
+                     f"{arm.description if arm else ''} |")
     floors = floor_values(report)
     for floor in floors["random_init"].values():
-        knn, linear = floor["knn_top1"], floor.get("linear_top1", (math.nan, 0))
-        lines.append(f"| {floor['label']} (floor) | {100 * knn[0]:.1f} ± {100 * knn[1]:.1f} | {100 * linear[0]:.1f} ± {100 * linear[1]:.1f} | {floor['inits']} inits | 0 | 0 | the same ViT, untrained |")
+        cells = []
+        for name in SCORES:
+            if name in floor:
+                (mean, std), inits = floor[name], floor[name + "_inits"]
+                cells.append(f"{100 * mean:.1f} ± {100 * std:.1f}" + (f" ({inits} inits)" if inits != floor["inits"] else ""))
+            else:
+                cells.append("—")
+        lines.append(f"| {floor['label']} (floor) | {' | '.join(cells)} | {floor['inits']} inits | 0 | 0 | the same ViT, untrained (fine-tune: trained from scratch) |")
     if floors.get("raw_pixels"):
         raw = floors["raw_pixels"]
-        lines.append(f"| raw pixels (floor) | {100 * raw['knn_top1']:.1f} | {100 * raw['linear_top1']:.1f} | | | | 784 grey levels, no network |" if "linear_top1" in raw else f"| raw pixels (floor) | {100 * raw['knn_top1']:.1f} | | | | | 784 grey levels |")
+        linear = f"{100 * raw['linear_top1']:.1f}" if "linear_top1" in raw else ""
+        lines.append(f"| raw pixels (floor) | {100 * raw['knn_top1']:.1f} | {linear} | — | | | | 784 grey levels, no network |")
     claims = report.get("claims", {})
     if any(claims.values()):
-        lines += ["", "| claim | metric | method − baseline (points) | 2 × noise | seeds | verdict |", "|---|---|---|---|---|---|"]
+        lines += ["", "| claim | metric | method − baseline (points) | 95% interval | 2 × noise | seeds | verdict |", "|---|---|---|---|---|---|---|"]
         for metric, table in claims.items():
             for claim in table:
                 noise = f"{200 * claim['noise']:.1f}" if claim["noise"] is not None else "—"
                 lines.append(
                     f"| {claim['claim']} (`{claim['method']}` vs `{claim['baseline']}`) | {metric.replace('_top1', '')} | "
-                    f"{100 * claim['difference']:+.1f} | {noise} | {claim['method_seeds']} / {claim['baseline_seeds']} | {claim['verdict']} |"
+                    f"{100 * claim['difference']:+.1f} | {_interval(claim)} | {noise} | {claim['method_seeds']} / {claim['baseline_seeds']} | {claim['verdict']} |"
                 )
     if report.get("parity"):
         outcome = {"holds": "ours better", "fails": "ours worse", "not resolved": "equal within seed noise"}
-        lines += ["", "| peer parity (kNN top-1) | ours − lightly (points) | 2 × noise | seeds | outcome |", "|---|---|---|---|---|"]
+        lines += ["", "| peer parity (kNN top-1) | ours − lightly (points) | 95% interval | 2 × noise | seeds | outcome |", "|---|---|---|---|---|---|"]
         for row in report["parity"]:
             noise = f"{200 * row['noise']:.1f}" if row["noise"] is not None else "—"
-            lines.append(f"| `{row['method']}` vs `{row['baseline']}` | {100 * row['difference']:+.1f} | {noise} | {row['method_seeds']} / {row['baseline_seeds']} | "
+            lines.append(f"| `{row['method']}` vs `{row['baseline']}` | {100 * row['difference']:+.1f} | {_interval(row)} | {noise} | {row['method_seeds']} / {row['baseline_seeds']} | "
                          f"{outcome.get(row['verdict'], row['verdict'])} |")
     return "\n".join(lines) + "\n"
 
@@ -488,49 +736,63 @@ def mean_curve(rows: list[dict], metric: str = "knn_top1") -> tuple[list[float],
     return steps, seconds, values
 
 
+# The two monitors rows can carry: (row kind, floor key, what its queries are).
+MONITORS = (
+    ("validation", "monitor_validation_knn_top1", f"queries {MONITOR_QUERIES} (validation)"),
+    ("test", "monitor_knn_top1", f"queries: first {MONITOR_TEST} test images (runs recorded before the validation monitor)"),
+)
+
+
+def monitor_kind(row: dict) -> str:
+    return "validation" if row.get("monitor_queries") else "test"
+
+
 def plot(report: dict, suite: Suite, path: Path) -> None:
+    """kNN monitor curves against optimizer steps and training time, one row of panels per monitor."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    finished = [row for row in report["results"] if "error" not in row]
+    done = [row for row in report["results"] if "error" not in row]
+    monitors = [monitor for monitor in MONITORS if any(monitor_kind(row) == monitor[0] and row.get("curve") for row in done)] or list(MONITORS[:1])
     # A third panel once runs carry the online linear probe's curve (--online_linear_probe).
-    probe = any("online_linear_top1" in point for row in finished for point in row.get("curve") or [])
-    figure, axes = plt.subplots(1, 3 if probe else 2, figsize=(18 if probe else 12, 4.5), dpi=100)
-    axes[1].sharey(axes[0])  # the probe's panel keeps its own scale: its accuracies are another measure
+    probe = any("online_linear_top1" in point for row in done for point in row.get("curve") or [])
+    columns = 3 if probe else 2
+    figure, grid = plt.subplots(len(monitors), columns, figsize=(6 * columns, 4.5 * len(monitors)), dpi=100, squeeze=False)
     colours = plt.get_cmap("tab20").colors
-    drawn = False
-    for index, arm in enumerate(suite.arms):
-        runs = [row for row in finished if row["arm"] == arm]
-        steps, seconds, knn = mean_curve(runs)
-        if not steps:
-            continue
-        drawn = True
-        style = dict(color=colours[index % len(colours)], marker="o", markersize=3, linewidth=1.2, linestyle="-" if arm in METHODS else "--", label=arm)
-        axes[0].plot(steps, [100 * v for v in knn], **style)
-        axes[1].plot(seconds, [100 * v for v in knn], **style)
-        probe_steps, _, linear = mean_curve(runs, "online_linear_top1")
-        if probe and probe_steps:
-            axes[2].plot(probe_steps, [100 * v for v in linear], **style)
     floors = floor_values(report)
-    for axis in axes[:2]:  # kNN floors: they do not bound the online linear probe
-        for index, floor in enumerate(floors["random_init"].values()):  # every architecture's floor, colours cycling
-            colour = ("red", "darkorange", "purple")[index % 3]
-            if "monitor_knn_top1" in floor:
-                axis.axhline(100 * floor["monitor_knn_top1"][0], color=colour, linestyle=":", linewidth=1, label=floor["label"])
-        if floors.get("raw_pixels") and "monitor_knn_top1" in floors["raw_pixels"]:
-            axis.axhline(100 * floors["raw_pixels"]["monitor_knn_top1"], color="gray", linestyle="--", linewidth=1, label="raw pixels")
-    axes[0].set_xlabel("optimizer steps")
-    axes[1].set_xlabel("training time (s, monitor excluded)")
-    axes[0].set_ylabel(f"kNN top-1 (%), {MONITOR_TRAIN} / {MONITOR_TEST} monitor subset")
-    axes[0].set_title(f"{report['dataset']}: kNN monitor, mean over seeds")
-    if probe:
-        axes[2].set_xlabel("optimizer steps")
-        axes[2].set_ylabel(f"online linear probe top-1 (%), {MONITOR_TEST} monitor test images")
-        axes[2].set_title("online linear probe, mean over the seeds that had it")
-    if drawn:
-        axes[1].legend(fontsize=7, loc="lower right", ncol=2)
+    for axes, (kind, floor_key, queries) in zip(grid, monitors):
+        axes[1].sharey(axes[0])  # the probe's panel keeps its own scale: its accuracies are another measure
+        drawn = False
+        for index, arm in enumerate(suite.arms):
+            runs = [row for row in done if row["arm"] == arm and monitor_kind(row) == kind]
+            steps, seconds, knn = mean_curve(runs)
+            if not steps:
+                continue
+            drawn = True
+            style = dict(color=colours[index % len(colours)], marker="o", markersize=3, linewidth=1.2, linestyle="-" if arm in METHODS else "--", label=arm)
+            axes[0].plot(steps, [100 * v for v in knn], **style)
+            axes[1].plot(seconds, [100 * v for v in knn], **style)
+            probe_steps, _, linear = mean_curve(runs, "online_linear_top1")
+            if probe and probe_steps:
+                axes[2].plot(probe_steps, [100 * v for v in linear], **style)
+        for axis in axes[:2]:  # kNN floors: they do not bound the online linear probe
+            for index, floor in enumerate(floors["random_init"].values()):  # every architecture's floor, colours cycling
+                if floor_key in floor:
+                    axis.axhline(100 * floor[floor_key][0], color=("red", "darkorange", "purple")[index % 3], linestyle=":", linewidth=1, label=floor["label"])
+            if floors.get("raw_pixels") and floor_key in floors["raw_pixels"]:
+                axis.axhline(100 * floors["raw_pixels"][floor_key], color="gray", linestyle="--", linewidth=1, label="raw pixels")
+        axes[0].set_xlabel("optimizer steps")
+        axes[1].set_xlabel("training time (s, monitor excluded)")
+        axes[0].set_ylabel(f"kNN top-1 (%), memory: first {MONITOR_TRAIN} train images")
+        axes[0].set_title(f"{report['dataset']}: kNN monitor, mean over seeds; {queries}", fontsize=9)
+        if probe:
+            axes[2].set_xlabel("optimizer steps")
+            axes[2].set_ylabel("online linear probe top-1 (%), the monitor's queries")
+            axes[2].set_title("online linear probe, mean over the seeds that had it", fontsize=9)
+        if drawn:
+            axes[1].legend(fontsize=7, loc="lower right", ncol=2)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
@@ -549,6 +811,9 @@ def main() -> None:
     parser.add_argument("--redo", action="store_true", help="run (arm, seed) pairs again even if the report has them")
     parser.add_argument("--report_only", action="store_true", help="only rewrite the markdown table and the plot from the JSON")
     parser.add_argument("--work_dir", default="/tmp/hf_sslviews_quality", help="where runs and logs go (not committed)")
+    parser.add_argument("--finetune_search", action="store_true",
+                        help="choose the fine-tuning learning rate on a validation split (10%% of train): fine-tune the untrained backbone and the "
+                             "finished runs of --arms (--seeds) with each of FINETUNE_SEARCH_LEARNING_RATES, record every score")
     args = parser.parse_args()
 
     suite = SUITES[args.suite]
@@ -564,52 +829,64 @@ def main() -> None:
 
     work = Path(args.work_dir) / args.suite
     work.mkdir(parents=True, exist_ok=True)
+    if args.finetune_search:
+        finetune_search(report, suite, args, work)
+        return
     scorer = Scorer(suite.dataset, suite.train_split, suite.test_split)
-    monitor_limits = {"train": MONITOR_TRAIN, "test": MONITOR_TEST}
-    if "raw_pixels" not in report["floors"]:
-        report["floors"]["raw_pixels"] = {**scorer.raw_pixels(), "monitor_knn_top1": scorer.raw_pixels(monitor_limits, linear=False)["knn_top1"]}
+    if "raw_pixels" not in report["floors"] or "monitor_validation_knn_top1" not in report["floors"]["raw_pixels"]:
+        features = scorer.raw_pixel_features()
+        report["floors"]["raw_pixels"] = {**scorer.score(features), **scorer.monitor_scores(features)}
         finish_report(report, suite, args.suite)
 
     # Seed-major: a cut-short session leaves every arm with the same number of seeds.
     for seed in args.seeds:
         for name in arms:
+            out = work / f"{name}_seed{seed}"
             done = [row for row in report["results"] if row["arm"] == name and row["seed"] == seed]
             if done and not args.redo and "error" not in done[0]:
+                # A run of this machine's work folder that predates the fine-tuning column gets it now.
+                if suite.finetune and "finetune_top1" not in done[0] and (out / "backbone" / "config.json").is_file():
+                    done[0].update(run_finetune(suite, out / "backbone", work / f"{name}_seed{seed}_finetune", seed, work / f"{name}_seed{seed}_finetune.log"))
+                    random_init_floor(report, scorer, suite, out / "backbone", seed, work)
+                    finish_report(report, suite, args.suite)
+                    print(json.dumps({"arm": name, "seed": seed, "finetune_top1": done[0]["finetune_top1"]}), flush=True)
                 continue
             report["results"] = [row for row in report["results"] if not (row["arm"] == name and row["seed"] == seed)]
             arm = suite.arms[name]
-            out = work / f"{name}_seed{seed}"
             shutil.rmtree(out, ignore_errors=True)
             steps = preset_max_steps(arm.preset)
             if arm.equal_time:
-                steps = equal_time_steps(report["results"], seed, *arm.equal_time)
+                steps = equal_time_steps(report["results"], *arm.equal_time)
                 if steps is None:
-                    print(json.dumps({"arm": name, "seed": seed, "skipped": f"needs finished {' and '.join(arm.equal_time)} runs of seed {seed}"}), flush=True)
+                    print(json.dumps({"arm": name, "seed": seed, "skipped": f"needs finished runs of {' and '.join(arm.equal_time)} measured alone"}), flush=True)
                     continue
             command = pretrain_command(suite, arm, seed, out, max(1, steps // 10) if steps else 0)
             if arm.equal_time:
                 command += ["--max_steps", str(steps)]
             load_before = os.getloadavg()[0]
             try:
-                wall = run_logged(command, work / f"{name}_seed{seed}.log")
+                wall, load = run_logged(command, work / f"{name}_seed{seed}.log")
                 results = json.loads((out / "results.json").read_text())
                 row = {
                     "arm": name, "seed": seed, "data_seed": data_order_seed(seed), "preset": arm.preset, "flags": list(arm.flags),
                     "optimizer_steps": results["train"].get("total_steps") or steps,
                     "train_seconds": round(results["train"]["train_runtime"], 1), "wall_seconds": round(wall, 1),
-                    # A 1-minute load above ~2 on the 2-core machine means something else ran beside it.
-                    "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+                    "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)], "load_during": load,
                     **scorer.backbone(out / "backbone"),
+                    "monitor_queries": MONITOR_QUERIES if suite.monitor else None,
                     "curve": results.get("knn_monitor", []),
                 }
-                random_init_floor(report, scorer, out / "backbone", seed, monitor_limits)
+                if suite.finetune:
+                    row.update(run_finetune(suite, out / "backbone", work / f"{name}_seed{seed}_finetune", seed, work / f"{name}_seed{seed}_finetune.log"))
+                    random_init_floor(report, scorer, suite, out / "backbone", seed, work)
+                else:
+                    random_init_floor(report, scorer, suite, out / "backbone", seed, work)
             except (RuntimeError, KeyError, FileNotFoundError, ValueError) as error:
                 row = {"arm": name, "seed": seed, "preset": arm.preset, "error": str(error)}
             report["results"].append(row)
             finish_report(report, suite, args.suite)
             print(json.dumps({key: value for key, value in row.items() if key != "curve"}), flush=True)
     print(markdown(report, suite))
-
 
 if __name__ == "__main__":
     main()

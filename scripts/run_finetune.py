@@ -28,13 +28,17 @@ from hf_sslviews.evaluation.features import eval_transform_for
 from hf_sslviews.evaluation.finetune import (
     ClassificationCollator,
     ClassificationTransform,
+    TRAIN_AUGMENTATIONS,
     build_mixup,
     class_labels,
     compute_classification_metrics,
+    pad_crop_transform_for,
+    reset_backbone_to_random_init,
     soft_target_cross_entropy,
     train_transform_for,
 )
 from hf_sslviews.runs.arguments import DataSourceArguments, parse_flags_or_json
+from hf_sslviews.runs.frozen_backbone import load_labelled_splits
 
 logger = logging.getLogger(__name__)
 
@@ -42,18 +46,31 @@ logger = logging.getLogger(__name__)
 @dataclass
 class FinetuneModelArguments:
     model_name_or_path: str = field(metadata={"help": "Exported backbone folder or Hub id, loaded with AutoModelForImageClassification.from_pretrained."})
+    random_init: bool = field(
+        default=False,
+        metadata={"help": "Train the same architecture from its random initialisation (seeded with --seed) instead of the pretrained weights: supervised training from scratch, the floor a pretrained backbone must beat."},
+    )
 
 
 @dataclass
 class FinetuneDataArguments(DataSourceArguments):
     train_split: str = field(default="train", metadata={"help": "Split to fine-tune on."})
     test_split: str = field(default="test", metadata={"help": "Split evaluated during (--eval_strategy) and after training."})
+    train_val_split: Optional[float] = field(
+        default=None,
+        metadata={"help": "Hold out this fraction of --train_split (stratified by label, with --seed), train on the rest and evaluate on it instead of --test_split: a validation split to choose a recipe on, or the way to score data with one split."},
+    )
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N training examples (quick runs)."})
     max_test_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N test examples (quick runs)."})
 
 
 @dataclass
 class AugmentationArguments:
+    train_augmentation: str = field(
+        default="random_resized_crop",
+        metadata={"help": f"Training geometry: one of {TRAIN_AUGMENTATIONS}. random_resized_crop: timm's ImageNet recipe (crop 8-100%% of the area, colour jitter); pad_crop: the small-image recipe (pad by --crop_padding, random crop back, flip; no colour jitter), for 28-32 px images."},
+    )
+    crop_padding: int = field(default=2, metadata={"help": "With --train_augmentation pad_crop: pixels of black padding on each side (the largest shift)."})
     randaugment: bool = field(default=False, metadata={"help": "Add RandAugment rand-m9-mstd0.5-inc1 (DeiT) to the training transform."})
     re_prob: float = field(default=0.0, metadata={"help": "Random-erasing probability of the training transform (DeiT: 0.25)."})
     mixup: float = field(default=0.0, metadata={"help": "Mixup alpha (DeiT: 0.8); 0 turns Mixup off."})
@@ -68,14 +85,23 @@ def main(argv: Optional[list[str]] = None) -> dict:
     training_args.remove_unused_columns = False  # with_transform needs the image column
     set_seed(training_args.seed)
 
-    train = data_args.load(data_args.train_split, max_samples=data_args.max_train_samples)
-    test = data_args.load(data_args.test_split, max_samples=data_args.max_test_samples)
+    if aug_args.train_augmentation not in TRAIN_AUGMENTATIONS:
+        raise ValueError(f"--train_augmentation must be one of {TRAIN_AUGMENTATIONS}, got {aug_args.train_augmentation!r}")
+    if aug_args.train_augmentation == "pad_crop" and (aug_args.randaugment or aug_args.re_prob):
+        raise ValueError("--randaugment and --re_prob belong to --train_augmentation random_resized_crop; drop them or choose that augmentation")
+    train, test = load_labelled_splits(data_args, data_args.train_split, data_args.test_split, data_args.train_val_split, training_args.seed,
+                                       data_args.max_train_samples, data_args.max_test_samples)
     num_labels, id2label, label2id = class_labels(train, data_args.label_column_name)
     model = AutoModelForImageClassification.from_pretrained(model_args.model_name_or_path, num_labels=num_labels, id2label=id2label, label2id=label2id)
+    if model_args.random_init:
+        reset_backbone_to_random_init(model, model_args.model_name_or_path, seed=training_args.seed)
 
     columns = (data_args.image_column_name, data_args.label_column_name)
-    train = train.with_transform(ClassificationTransform(
-        train_transform_for(model_args.model_name_or_path, randaugment=aug_args.randaugment, re_prob=aug_args.re_prob), *columns, training=True))
+    if aug_args.train_augmentation == "pad_crop":
+        train_transform = pad_crop_transform_for(model_args.model_name_or_path, padding=aug_args.crop_padding)
+    else:
+        train_transform = train_transform_for(model_args.model_name_or_path, randaugment=aug_args.randaugment, re_prob=aug_args.re_prob)
+    train = train.with_transform(ClassificationTransform(train_transform, *columns, training=True))
     test = test.with_transform(ClassificationTransform(eval_transform_for(model_args.model_name_or_path), *columns))
     mixup_fn = build_mixup(num_labels, aug_args.mixup, aug_args.cutmix, aug_args.label_smoothing)
     if mixup_fn is not None:
@@ -92,11 +118,13 @@ def main(argv: Optional[list[str]] = None) -> dict:
     metrics = trainer.evaluate()
     trainer.log_metrics("eval", metrics)
     trainer.save_metrics("eval", metrics)
-    print(f"fine-tuned {model_args.model_name_or_path}: {data_args.test_split} top-1 {100 * metrics['eval_accuracy']:.2f}%  top-5 {100 * metrics['eval_top5']:.2f}%")
+    scored = f"{data_args.train_split} held-out {data_args.train_val_split:g}" if data_args.train_val_split is not None else data_args.test_split
+    print(f"fine-tuned {model_args.model_name_or_path}: {scored} top-1 {100 * metrics['eval_accuracy']:.2f}%  top-5 {100 * metrics['eval_top5']:.2f}%")
     if aug_args.output_file and trainer.is_world_process_zero():
         Path(aug_args.output_file).parent.mkdir(parents=True, exist_ok=True)
         arguments = {"model": asdict(model_args), "data": asdict(data_args), "augmentation": asdict(aug_args)}
-        Path(aug_args.output_file).write_text(json.dumps({"arguments": arguments, "eval": metrics, "train": train_result.metrics}, indent=2, default=str) + "\n")
+        record = {"arguments": arguments, "num_train_examples": len(train), "num_eval_examples": len(test), "eval": metrics, "train": train_result.metrics}
+        Path(aug_args.output_file).write_text(json.dumps(record, indent=2, default=str) + "\n")
     return metrics
 
 

@@ -162,7 +162,7 @@ def case_method(name: str, local: dict[str, torch.Tensor], world_size: int) -> d
     The gradient is each process's, summed over processes and divided by their number (what
     DDP's all-reduce does). BatchNorm layers run on their running statistics: with batch
     statistics, half batches legitimately normalise differently from the whole batch unless
-    the model uses SyncBatchNorm, which torch implements for GPUs only (docs/gpu_session.md
+    the model uses SyncBatchNorm, which torch implements for GPUs only (benchmarks/gpu_runs.md
     checks that case). Everything else (the gathers with and without gradient, label offsets,
     queues, the symmetrised terms) is exercised as in training.
     """

@@ -180,3 +180,61 @@ def test_train_transform__randaugment_posterize_at_full_magnitude_runs_with_the_
     random.seed(0)
     for _ in range(200):  # the whole transform, every op drawn many times
         assert transform(image).shape == (3, 32, 32)
+
+
+def test_pad_crop_transform__a_shift_of_at_most_the_padding_of_the_evaluation_image():
+    """The small-image recipe keeps the evaluation geometry: every output is the evaluation tensor
+    shifted by at most ``padding`` pixels (black, i.e. -mean/std, where the shift uncovers the
+    border), possibly mirrored; over many draws every shift in [-2, 2] appears."""
+    from PIL import Image
+
+    from hf_sslviews.evaluation.finetune import pad_crop_transform_for
+
+    image = Image.fromarray(np.random.default_rng(0).integers(1, 255, (16, 16, 3), dtype=np.uint8))
+    reference = eval_transform_for(CFG)(image)
+    transform = pad_crop_transform_for(CFG, padding=2)
+    black = (0.0 - 0.5) / 0.25
+    shifts = set()
+    torch.manual_seed(0)
+    for _ in range(300):
+        out = transform(image)
+        assert out.shape == (3, 16, 16) and out.dtype == torch.float32
+        found = None
+        for flipped in (reference, reference.flip(-1)):
+            padded = F.pad(flipped, (2, 2, 2, 2), value=black)
+            for dy in range(5):
+                for dx in range(5):
+                    if torch.allclose(padded[:, dy:dy + 16, dx:dx + 16], out, atol=1e-5):
+                        found = (dy - 2, dx - 2)
+        assert found is not None, "not a shifted (or mirrored) copy of the evaluation image"
+        shifts.add(found)
+    assert shifts == {(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)}
+    with pytest.raises(ValueError, match="padding must be >= 0"):
+        pad_crop_transform_for(CFG, padding=-1)
+
+
+def test_run_finetune__validation_split_pad_crop_and_random_init(tiny_backbone_dir, tmp_path, capsys):
+    """--train_val_split scores a stratified held-out part of train (no test split read), and
+    --random_init trains the same network from its random initialisation (the supervised floor)."""
+    from safetensors.torch import load_file
+
+    script = load_script("run_finetune")
+    flags = [flag for flag in _flags(tiny_backbone_dir, tmp_path / "out") if flag not in ("--max_test_samples", "12")]
+    flags += ["--learning_rate", "0", "--train_val_split", "0.1", "--train_augmentation", "pad_crop", "--crop_padding", "3",
+              "--random_init", "True", "--seed", "5", "--output_file", str(tmp_path / "ft.json")]
+    metrics = script.main(flags)
+    assert "train held-out 0.1 top-1" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "ft.json").read_text())
+    assert saved["arguments"]["data"]["train_val_split"] == 0.1 and saved["arguments"]["augmentation"]["train_augmentation"] == "pad_crop"
+    # 10% of the 3,000 sample images held out (stratified) and evaluated; --max_train_samples caps the other 2,700.
+    assert (saved["num_train_examples"], saved["num_eval_examples"]) == (16, 300) and 0 <= metrics["eval_accuracy"] <= 1
+    # A learning rate of 0: the weights are exactly the seeded random initialisation, not the export's.
+    from hf_sslviews.evaluation.features import load_backbone
+
+    weights = load_file(str(tmp_path / "out" / "model.safetensors"))
+    random_init = load_backbone(str(tiny_backbone_dir), random_init=True, seed=5).timm_model.state_dict()
+    pretrained = load_backbone(str(tiny_backbone_dir)).timm_model.state_dict()
+    (key,) = [name for name in weights if name.endswith("patch_embed.proj.weight")]
+    assert torch.equal(weights[key], random_init["patch_embed.proj.weight"]) and not torch.equal(weights[key], pretrained["patch_embed.proj.weight"])
+    with pytest.raises(ValueError, match="--randaugment and --re_prob belong to --train_augmentation random_resized_crop"):
+        script.main([*flags, "--randaugment"])

@@ -7,6 +7,8 @@
 - :func:`class_labels`: ``num_labels`` / ``id2label`` / ``label2id`` from a ``ClassLabel`` column;
 - :func:`train_transform_for`: timm's training transform (random resized crop, flip, colour jitter,
   optional RandAugment ``rand-m9-mstd0.5-inc1`` and random erasing) from the export's data config;
+- :func:`pad_crop_transform_for`: the small-image recipe (the evaluation geometry, then pad, random
+  crop back and flip), for 28-32 px images where a random resized crop destroys too much;
 - :class:`ClassificationTransform`: a ``with_transform`` callable producing ``pixel_values`` and
   ``labels``;
 - :class:`ClassificationCollator`: stacks examples and, for training batches only, applies timm's
@@ -21,10 +23,13 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+import math
+
 import numpy as np
 import timm.data
 import torch
 import torch.nn.functional as F
+from torchvision.transforms import InterpolationMode, v2
 from timm.data import auto_augment as timm_auto_augment
 from timm.data.mixup import Mixup, mixup_target
 
@@ -34,6 +39,7 @@ from .linear_probe import top1_top5
 
 logger = logging.getLogger(__name__)
 
+TRAIN_AUGMENTATIONS = ("random_resized_crop", "pad_crop")
 RANDAUGMENT_POLICY = "rand-m9-mstd0.5-inc1"  # DeiT / timm's ImageNet fine-tuning recipe
 AUGMENTED_KEY = "augmented"  # marks examples made by a training transform: only their batches get mixed
 
@@ -92,6 +98,68 @@ def train_transform_for(
         auto_augment=RANDAUGMENT_POLICY if randaugment else None, re_prob=re_prob, re_mode="pixel",
     )
     return clamp_posterize_bits(transform)
+
+
+def pad_crop_transform_for(model_dir_or_pretrained_cfg: Any, padding: int = 2, hflip: float = 0.5) -> Callable:
+    """The small-image training transform: the evaluation geometry, then pad, random crop, flip.
+
+    The image is resized and centre-cropped exactly as the evaluation transform does it (so train
+    and test objects have one scale), padded by ``padding`` black pixels on every side and cropped
+    back to the input size at a random offset (a shift of up to ``padding`` pixels), flipped, and
+    normalised. This is the CIFAR / Fashion-MNIST recipe: at 28-32 px a random resized crop of
+    8-100% of the area (timm's ImageNet default) leaves a few pixels of the object.
+
+    Args:
+        model_dir_or_pretrained_cfg: what :func:`~hf_sslviews.evaluation.features.eval_transform_for` takes.
+        padding: pixels added on each side before the random crop (>= 0).
+        hflip: horizontal flip probability.
+
+    Returns:
+        A callable ``PIL.Image (RGB) -> float32 [3, H, W]``.
+    """
+    if padding < 0 or not 0 <= hflip <= 1:
+        raise ValueError(f"padding must be >= 0 and hflip in [0, 1], got padding={padding}, hflip={hflip}")
+    data_config = timm.data.resolve_data_config(pretrained_cfg=pretrained_cfg_of(model_dir_or_pretrained_cfg))
+    height, width = data_config["input_size"][-2:]
+    interpolation = InterpolationMode(data_config.get("interpolation", "bicubic"))
+    # timm's evaluation resize: the shorter side for a square input (aspect kept), both sides otherwise.
+    resize = tuple(math.floor(side / data_config.get("crop_pct", 1.0)) for side in (height, width))
+    return v2.Compose([
+        v2.PILToTensor(),
+        v2.Resize(resize[0] if height == width else resize, interpolation=interpolation, antialias=True),
+        v2.CenterCrop((height, width)),
+        v2.RandomCrop((height, width), padding=padding, fill=0),
+        v2.RandomHorizontalFlip(hflip),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean=list(data_config["mean"]), std=list(data_config["std"])),
+    ])
+
+
+def reset_backbone_to_random_init(model: torch.nn.Module, model_name_or_path: str, seed: int = 0) -> torch.nn.Module:
+    """Give a ``TimmWrapperForImageClassification`` the random initialisation its backbone had before pretraining.
+
+    The backbone's weights become :func:`~hf_sslviews.evaluation.features.load_backbone`'s random
+    copy (timm's own initialisation, seeded); the classification head keeps the fresh head it was
+    loaded with. Fine-tuning this model is supervised training from scratch of the same network:
+    the fine-tuning floor that every pretrained backbone is judged against.
+
+    Args:
+        model: the classifier loaded from ``model_name_or_path``.
+        model_name_or_path: the exported backbone it was loaded from.
+        seed: the ``torch`` seed of the initialisation.
+
+    Returns:
+        ``model``, changed in place.
+    """
+    from .features import load_backbone
+
+    random_state = load_backbone(model_name_or_path, random_init=True, seed=seed).timm_model.state_dict()
+    missing, unexpected = model.timm_model.load_state_dict(random_state, strict=False)
+    classifier = model.timm_model.default_cfg.get("classifier", "head")  # the head's module name(s) in timm
+    heads = set(classifier) if isinstance(classifier, (list, tuple)) else {classifier}
+    if unexpected or any(key.rsplit(".", 1)[0] not in heads for key in missing):
+        raise ValueError(f"the random backbone of {model_name_or_path} does not match the classifier's: missing {missing}, unexpected {unexpected}")
+    return model
 
 
 def _posterize_at_least_one_bit(img, bits_to_keep, **kwargs):
@@ -260,9 +328,12 @@ __all__ = [
     "ClassificationCollator",
     "ClassificationTransform",
     "RANDAUGMENT_POLICY",
+    "TRAIN_AUGMENTATIONS",
     "build_mixup",
     "class_labels",
     "compute_classification_metrics",
+    "pad_crop_transform_for",
+    "reset_backbone_to_random_init",
     "soft_target_cross_entropy",
     "train_transform_for",
 ]

@@ -59,24 +59,43 @@ def load_splits(args: FrozenBackboneArguments):
         if args.max_test_samples is not None and args.max_test_samples != args.max_eval_samples:
             raise ValueError(f"--max_eval_samples {args.max_eval_samples} and --max_test_samples {args.max_test_samples} disagree; give one of them")
         args.max_test_samples = args.max_eval_samples
-    if args.train_val_split is not None:
-        if not 0 < args.train_val_split < 1:
-            raise ValueError(f"--train_val_split is the held-out fraction of the training split, in (0, 1); got {args.train_val_split}")
-        full = args.load(args.train_split)
-        label = full.features.get(args.label_column_name)
-        stratify = args.label_column_name if isinstance(label, datasets.ClassLabel) else None
-        parts = full.train_test_split(test_size=args.train_val_split, seed=args.seed, stratify_by_column=stratify)
+    return load_labelled_splits(args, args.train_split, args.test_split, args.train_val_split, args.seed, args.max_train_samples, args.max_test_samples)
+
+
+def load_labelled_splits(
+    source: DataSourceArguments,
+    train_split: str,
+    test_split: str,
+    train_val_split: Optional[float] = None,
+    seed: int = 0,
+    max_train_samples: Optional[int] = None,
+    max_test_samples: Optional[int] = None,
+):
+    """``(train, test)`` for every script that scores on labels (kNN, linear probe, fine-tuning).
+
+    With ``train_val_split`` the test side is that fraction of ``train_split``, held out
+    (stratified by label when the column is a ``ClassLabel``, seeded) and never trained on: the
+    validation split on which a recipe is chosen, and the way to score a source with one split.
+    Without it, ``test_split`` must exist, or the error names both ways out.
+    """
+    if train_val_split is not None:
+        if not 0 < train_val_split < 1:
+            raise ValueError(f"--train_val_split is the held-out fraction of the training split, in (0, 1); got {train_val_split}")
+        full = source.load(train_split)
+        label = full.features.get(source.label_column_name)
+        stratify = source.label_column_name if isinstance(label, datasets.ClassLabel) else None
+        parts = full.train_test_split(test_size=train_val_split, seed=seed, stratify_by_column=stratify)
         train, test = parts["train"], parts["test"]
         cap = lambda data, n: data if n is None else data.select(range(min(n, len(data))))  # noqa: E731
-        return cap(train, args.max_train_samples), cap(test, args.max_test_samples)
-    train = args.load(args.train_split, max_samples=args.max_train_samples)
+        return cap(train, max_train_samples), cap(test, max_test_samples)
+    train = source.load(train_split, max_samples=max_train_samples)
     try:
-        test = args.load(args.test_split, max_samples=args.max_test_samples)
+        test = source.load(test_split, max_samples=max_test_samples)
     except ValueError as error:
         if "split" not in str(error).lower():
             raise
         raise ValueError(
-            f"the data has no {args.test_split!r} split to classify ({error}). Hold out part of {args.train_split!r} with "
+            f"the data has no {test_split!r} split to classify ({error}). Hold out part of {train_split!r} with "
             f"--train_val_split 0.15, or name an existing split with --test_split."
         ) from error
     return train, test
