@@ -580,6 +580,30 @@ def finetune_search(report: dict, suite: Suite, args, work: Path) -> None:
             print(json.dumps(search[-1]), flush=True)
 
 
+def supervised_reference(report: dict, suite: Suite, args, work: Path) -> None:
+    """How good the fine-tuning floor is: the untrained ViT trained for ``--supervised_reference`` epochs
+    with the protocol's recipe (all of train, scored on test), beside the floor's protocol budget.
+
+    A reference, not a choice: nothing is tuned on it. One run per architecture of the finished
+    ``--arms`` (seed 0 of ``--seeds``), kept in ``floors.supervised_reference``.
+    """
+    seed = args.seeds[0]
+    found = [work / f"{name}_seed{seed}" / "backbone" for name in (args.arms or [])]
+    found = [path for path in found if (path / "config.json").is_file()]
+    if not found:
+        raise SystemExit(f"--supervised_reference needs a finished run of --arms (seed {seed}) in {work}: its export gives the architecture")
+    references = report["floors"].setdefault("supervised_reference", {})
+    for path in found:
+        key = architecture_key(path)
+        if str(args.supervised_reference) in references.get(key, {}):
+            continue
+        tag = f"supervised_{hashlib.sha1(key.encode()).hexdigest()[:8]}_{args.supervised_reference:g}ep"
+        result = run_finetune(suite, path, work / tag, seed, work / f"{tag}.log", random_init=True, epochs=args.supervised_reference)
+        references.setdefault(key, {})[str(args.supervised_reference)] = {"seed": seed, **result}
+        finish_report(report, suite, args.suite)
+        print(json.dumps({"architecture": key, "epochs": args.supervised_reference, **result}), flush=True)
+
+
 # --------------------------------------------------------------------------------------------
 # Reports
 # --------------------------------------------------------------------------------------------
@@ -814,6 +838,9 @@ def main() -> None:
     parser.add_argument("--finetune_search", action="store_true",
                         help="choose the fine-tuning learning rate on a validation split (10%% of train): fine-tune the untrained backbone and the "
                              "finished runs of --arms (--seeds) with each of FINETUNE_SEARCH_LEARNING_RATES, record every score")
+    parser.add_argument("--supervised_reference", type=float, default=0,
+                        help="train the untrained ViT of each finished --arms run (first --seeds) for this many epochs with the fine-tuning recipe: "
+                             "how close the fine-tuning floor is to longer supervised training")
     args = parser.parse_args()
 
     suite = SUITES[args.suite]
@@ -831,6 +858,9 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     if args.finetune_search:
         finetune_search(report, suite, args, work)
+        return
+    if args.supervised_reference:
+        supervised_reference(report, suite, args, work)
         return
     scorer = Scorer(suite.dataset, suite.train_split, suite.test_split)
     if "raw_pixels" not in report["floors"] or "monitor_validation_knn_top1" not in report["floors"]["raw_pixels"]:

@@ -110,9 +110,27 @@ def finetune_search_table(report: dict) -> str:
         return "No recipe search is recorded yet.\n"
     lines = ["| backbone | architecture | learning rate | epochs | validation top-1 | seconds |", "|---|---|---|---|---|---|"]
     for entry in search:
-        architecture = entry["architecture"].split(" {")[0] + (" (4 px patches)" if '"patch_size": 4' in entry["architecture"] else " (7 px patches)" if '"patch_size": 7' in entry["architecture"] else "")
+        architecture = _architecture_label(entry["architecture"])
         lines.append(f"| {entry['backbone']} (seed {entry['seed']}) | {architecture} | {entry['learning_rate']:g} | {entry['epochs']:g} | "
                      f"{_pct(entry['validation_top1'])} | {entry['finetune_seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _architecture_label(key: str) -> str:
+    patch = '"patch_size": 4' in key and "4 px patches" or '"patch_size": 7' in key and "7 px patches" or ""
+    return key.split(" {")[0] + (f" ({patch})" if patch else "")
+
+
+def supervised_reference_table(report: dict) -> str:
+    references = report["floors"].get("supervised_reference") or {}
+    if not references:
+        return "No longer supervised run is recorded yet.\n"
+    floors = floor_values(report)["random_init"]
+    lines = ["| architecture | fine-tuning floor (protocol budget) | supervised, longer | epochs | seconds |", "|---|---|---|---|---|"]
+    for key, runs in references.items():
+        floor = floors.get(key, {}).get("finetune_top1")
+        for epochs, run in runs.items():
+            lines.append(f"| {_architecture_label(key)} | {_pct(floor[0]) if floor else '—'} | {_pct(run['finetune_top1'])} | {float(epochs):g} | {run['finetune_seconds']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -145,6 +163,10 @@ def results_doc(report: dict) -> str:
         "Each candidate learning rate fine-tuned on 90% of train and scored on the other 10%:",
         "",
         finetune_search_table(report),
+        "How good the floor is: the untrained ViT trained longer with the same recipe (`--supervised_reference`; test split, a",
+        "reference only, nothing is chosen on it):",
+        "",
+        supervised_reference_table(report),
         "## Every run",
         "",
         runs_table(report),
