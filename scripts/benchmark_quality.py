@@ -531,7 +531,7 @@ def architecture_key(backbone_dir: Path) -> str:
     return f"{config.get('architecture')} {json.dumps(config.get('model_args') or {}, sort_keys=True)} {config['pretrained_cfg'].get('input_size')}"
 
 
-def random_init_floor(report: dict, scorer: Scorer, suite: Suite, backbone_dir: Path, seed: int, work: Path) -> None:
+def random_init_floor(report: dict, scorer: Scorer, suite: Suite, backbone_dir: Path, seed: int, work: Path, finetune: bool = True) -> None:
     """The same architecture at random initialisation (seeded like the run): frozen scores once per
     (architecture, seed), and the fine-tuning floor (supervised training from scratch with the
     protocol's recipe) once per (architecture, seed) too."""
@@ -547,7 +547,7 @@ def random_init_floor(report: dict, scorer: Scorer, suite: Suite, backbone_dir: 
 
         features = scorer.features(load_backbone(str(backbone_dir), random_init=True, seed=seed), eval_transform_for(str(backbone_dir)))
         floors[str(seed)].update(scorer.monitor_scores(features))
-    if suite.finetune and "finetune_top1" not in floors[str(seed)]:
+    if finetune and "finetune_top1" not in floors[str(seed)]:
         name = f"random_init_{seed}_{hashlib.sha1(key.encode()).hexdigest()[:8]}"
         floors[str(seed)].update(run_finetune(suite, backbone_dir, work / f"{name}_finetune", seed, work / f"{name}_finetune.log", random_init=True))
 
@@ -838,6 +838,8 @@ def main() -> None:
     parser.add_argument("--finetune_search", action="store_true",
                         help="choose the fine-tuning learning rate on a validation split (10%% of train): fine-tune the untrained backbone and the "
                              "finished runs of --arms (--seeds) with each of FINETUNE_SEARCH_LEARNING_RATES, record every score")
+    parser.add_argument("--skip_finetune", action="store_true",
+                        help="pretrain and score frozen features only; a later call without it fine-tunes the runs whose backbones are still in --work_dir")
     parser.add_argument("--supervised_reference", type=float, default=0,
                         help="train the untrained ViT of each finished --arms run (first --seeds) for this many epochs with the fine-tuning recipe: "
                              "how close the fine-tuning floor is to longer supervised training")
@@ -868,6 +870,7 @@ def main() -> None:
         report["floors"]["raw_pixels"] = {**scorer.score(features), **scorer.monitor_scores(features)}
         finish_report(report, suite, args.suite)
 
+    finetune = suite.finetune and not args.skip_finetune
     # Seed-major: a cut-short session leaves every arm with the same number of seeds.
     for seed in args.seeds:
         for name in arms:
@@ -875,7 +878,7 @@ def main() -> None:
             done = [row for row in report["results"] if row["arm"] == name and row["seed"] == seed]
             if done and not args.redo and "error" not in done[0]:
                 # A run of this machine's work folder that predates the fine-tuning column gets it now.
-                if suite.finetune and "finetune_top1" not in done[0] and (out / "backbone" / "config.json").is_file():
+                if finetune and "finetune_top1" not in done[0] and (out / "backbone" / "config.json").is_file():
                     done[0].update(run_finetune(suite, out / "backbone", work / f"{name}_seed{seed}_finetune", seed, work / f"{name}_seed{seed}_finetune.log"))
                     random_init_floor(report, scorer, suite, out / "backbone", seed, work)
                     finish_report(report, suite, args.suite)
@@ -906,11 +909,9 @@ def main() -> None:
                     "monitor_queries": MONITOR_QUERIES if suite.monitor else None,
                     "curve": results.get("knn_monitor", []),
                 }
-                if suite.finetune:
+                if finetune:
                     row.update(run_finetune(suite, out / "backbone", work / f"{name}_seed{seed}_finetune", seed, work / f"{name}_seed{seed}_finetune.log"))
-                    random_init_floor(report, scorer, suite, out / "backbone", seed, work)
-                else:
-                    random_init_floor(report, scorer, suite, out / "backbone", seed, work)
+                random_init_floor(report, scorer, suite, out / "backbone", seed, work, finetune)
             except (RuntimeError, KeyError, FileNotFoundError, ValueError) as error:
                 row = {"arm": name, "seed": seed, "preset": arm.preset, "error": str(error)}
             report["results"].append(row)
