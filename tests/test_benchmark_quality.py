@@ -10,7 +10,8 @@ quality = load_script("benchmark_quality")
 
 
 def _row(arm, seed, knn, linear=None, **extra):
-    return {"arm": arm, "seed": seed, "data_seed": 1000 * seed, "knn_top1": knn, "linear_top1": linear, "train_seconds": 10.0 + seed, "optimizer_steps": 500, **extra}
+    return {"arm": arm, "seed": seed, "data_seed": 1000 * seed, "knn_top1": knn, "linear_top1": linear, "linear_protocol": quality.LINEAR_PROTOCOL,
+            "train_seconds": 10.0 + seed, "optimizer_steps": 500, **extra}
 
 
 def test_summarise__mean_and_sample_standard_deviation_over_seeds():

@@ -76,8 +76,10 @@ class KNNMonitorCallback(TrainerCallback):
 
     Attributes:
         history: ``[{"step", "train_seconds", "knn_top1", "knn_top5"}]`` (and ``online_linear_top1``), one entry per run;
-            ``train_seconds`` is the wall time since training began, less the monitor's own
-            runs, so curves of several methods can be compared against training time.
+            ``train_seconds`` is the wall time since training began, less the runs of every
+            monitor (:func:`monitors_seconds`), so curves of several methods can be compared
+            against training time.
+        monitor_seconds: the time its own runs took.
     """
 
     def __init__(
@@ -120,7 +122,7 @@ class KNNMonitorCallback(TrainerCallback):
         self._trainer = None
         self._last_step: Optional[int] = None
         self._train_start: Optional[float] = None
-        self._monitor_seconds = 0.0
+        self.monitor_seconds = 0.0
 
     def attach(self, trainer) -> "KNNMonitorCallback":
         """Give the callback its Trainer (needed to log through ``trainer.log``); returns ``self``."""
@@ -134,7 +136,7 @@ class KNNMonitorCallback(TrainerCallback):
                 "KNNMonitorCallback is not attached to its Trainer, so it cannot log; use "
                 "add_knn_monitor(trainer, ...) or trainer.add_callback(monitor.attach(trainer))"
             )
-        self._train_start, self._monitor_seconds = time.perf_counter(), 0.0
+        self._train_start, self.monitor_seconds = time.perf_counter(), 0.0
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if self.every_n_steps and state.global_step % self.every_n_steps == 0:
@@ -175,9 +177,9 @@ class KNNMonitorCallback(TrainerCallback):
             return
         self._last_step = state.global_step
         started = time.perf_counter()
-        train_seconds = started - self._train_start - self._monitor_seconds if self._train_start is not None else None
+        train_seconds = started - self._train_start - monitors_seconds(self._trainer) if self._train_start is not None else None
         metrics = self.evaluate(model)
-        self._monitor_seconds += time.perf_counter() - started
+        self.monitor_seconds += time.perf_counter() - started
         self.history.append({"step": state.global_step, "train_seconds": train_seconds, **metrics})
         logger.info("step %d: kNN (k=%d) %s", state.global_step, self.k, metrics)
         # The callback handler's on_log clears control.should_log; the flow callback may just have
@@ -185,6 +187,16 @@ class KNNMonitorCallback(TrainerCallback):
         should_log = control.should_log
         self._trainer.log(dict(metrics))
         control.should_log = self._trainer.control.should_log = should_log
+
+
+def monitors_seconds(trainer) -> float:
+    """Seconds the trainer's monitors (every callback with a ``monitor_seconds``) have spent so far.
+
+    Training time is wall time less this, so that curves and equal-time budgets do not count the
+    measuring.
+    """
+    callbacks = getattr(getattr(trainer, "callback_handler", None), "callbacks", [])
+    return sum(getattr(callback, "monitor_seconds", 0.0) for callback in callbacks)
 
 
 def add_knn_monitor(trainer, train_dataset, test_dataset, **kwargs: Any) -> KNNMonitorCallback:
@@ -201,4 +213,4 @@ def add_knn_monitor(trainer, train_dataset, test_dataset, **kwargs: Any) -> KNNM
     return monitor
 
 
-__all__ = ["KNNMonitorCallback", "add_knn_monitor", "eval_transform_for_config"]
+__all__ = ["KNNMonitorCallback", "add_knn_monitor", "eval_transform_for_config", "monitors_seconds"]

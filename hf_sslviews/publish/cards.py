@@ -82,6 +82,7 @@ def render_model_card(
     knn_k: int = 20,
     dataset_id: Optional[str] = None,
     base_model: Optional[str] = None,
+    embedding_quality: Optional[dict] = None,
 ) -> ModelCard:
     """Build the card: metadata (library, tags, pipeline tag, datasets, model-index) and body.
 
@@ -96,6 +97,8 @@ def render_model_card(
         knn_k: neighbours of the kNN evaluation.
         dataset_id: the data set's Hub id for the metadata (``datasets:``, ``model-index``), if it has one.
         base_model: the Hub id of the weights pretraining started from, if any (``base_model:``).
+        embedding_quality: the label-free measures at the end of training (``{"step", "rankme",
+            "alignment", "uniformity"}``, :mod:`hf_sslviews.evaluation.embedding_quality`), or None.
     """
     config = model.config
     method = recipe.name
@@ -122,6 +125,7 @@ def render_model_card(
         image_std=[round(v, 4) for v in config.image_std],
         knn=knn,
         knn_k=knn_k,
+        embedding_quality=embedding_quality,
         dataset=dataset,
         preset=preset,
         budget=budget,
@@ -183,7 +187,9 @@ def read_run_metadata(model_dir: str | os.PathLike) -> dict:
         budget = f"{float(record.results['train']['epoch']):.2f} epochs"
     else:
         budget = "not recorded"
-    return {"preset": record.preset, "dataset": dataset, "dataset_id": dataset_id, "knn": record.knn, "knn_k": record.knn_k, "budget": budget}
+    history = record.results.get("embedding_quality") or []
+    return {"preset": record.preset, "dataset": dataset, "dataset_id": dataset_id, "knn": record.knn, "knn_k": record.knn_k, "budget": budget,
+            "embedding_quality": history[-1] if history else None}
 
 
 def render_run_card(model, model_dir: str | os.PathLike, repo_id: str, existing_card: Optional[str] = None) -> ModelCard:
@@ -205,6 +211,7 @@ def render_run_card(model, model_dir: str | os.PathLike, repo_id: str, existing_
     return render_model_card(
         model, recipe, meta["preset"] or recipe.default_preset, repo_id=repo_id, dataset=meta["dataset"],
         budget=budget, knn=meta["knn"], knn_k=meta["knn_k"], dataset_id=meta["dataset_id"], base_model=getattr(model.config, "base_model", None),
+        embedding_quality=meta["embedding_quality"],
     )
 
 

@@ -106,6 +106,11 @@ class EvalArguments:
         metadata={"help": "Train a linear classifier on the detached backbone features of every training batch (its own AdamW; the model trains exactly as without it) and log online_linear_loss / online_linear_train_top1, plus online_linear_top1 on the kNN monitor's test images. Needs a ClassLabel column (--label_column_name)."},
     )
     online_linear_probe_lr: float = field(default=1e-3, metadata={"help": "Learning rate of the online linear probe (AdamW, constant, no weight decay)."})
+    embedding_quality_steps: int = field(
+        default=-1,
+        metadata={"help": "Every N optimizer steps, log RankMe, alignment and uniformity of the backbone on a fixed set of training images: a quality signal that needs no labels, with a warning when the embedding collapses. -1 (default): the kNN monitor's cadence, else 10 times in a run of at least 100 steps; 0: only at the end."},
+    )
+    embedding_quality_images: int = field(default=1024, metadata={"help": "Training images (the first N of the split) the label-free measures use."})
 
 
 @dataclass

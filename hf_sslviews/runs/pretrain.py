@@ -145,14 +145,19 @@ def run_pretraining(model_args: ModelArguments, data_args: DataArguments, eval_a
     monitor = None
     if eval_args.knn_monitor_steps or eval_args.knn_monitor_epoch_end:
         monitor = _add_knn_monitor(trainer, data_args, eval_args)
+    quality = _add_embedding_quality_monitor(trainer, train_split, data_args, eval_args, training_args)
     logger.info("method %s, preset %s, backbone %s, %d train images", recipe.name, model_args.preset, model.config.backbone, _length(train_dataset))
     train_result = trainer.train(resume_from_checkpoint=resume)
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
 
-    results: dict = {"method": recipe.name, "preset": model_args.preset, "train": train_result.metrics}
+    from ..evaluation.monitor import monitors_seconds
+
+    # What the monitors took is inside train_runtime; monitor_seconds lets a comparison of training times leave it out.
+    results: dict = {"method": recipe.name, "preset": model_args.preset, "train": {**train_result.metrics, "monitor_seconds": round(monitors_seconds(trainer), 2)}}
     if monitor is not None:
         results["knn_monitor"] = monitor.history  # the learning curve: step, train_seconds, knn_top1, knn_top5
+    results["embedding_quality"] = quality.history  # step, rankme, alignment, uniformity (the last: the final model)
     # The full pretraining model (heads, target network, queues). Every process calls it (FSDP
     # gathers the weights collectively); only rank 0 writes.
     trainer.save_model(training_args.output_dir)
@@ -172,6 +177,7 @@ def run_pretraining(model_args: ModelArguments, data_args: DataArguments, eval_a
             dataset=dataset_label, dataset_id=dataset_id,
             budget=f"{trainer.state.global_step} optimizer steps ({trainer.state.epoch:.2f} epochs) at batch {training_args.per_device_train_batch_size} x {training_args.gradient_accumulation_steps} accumulation x {training_args.world_size} processes",
             knn=results.get("knn"), knn_k=eval_args.knn_k, base_model=getattr(model.config, "base_model", None),
+            embedding_quality=quality.history[-1] if quality.history else None,
         )
         write_text_atomic(backbone_dir / "README.md", str(card))
         record.write(output_dir)
@@ -260,6 +266,25 @@ def _add_knn_monitor(trainer, data_args: DataArguments, eval_args: EvalArguments
     return add_knn_monitor(trainer, bank, queries, every_n_steps=eval_args.knn_monitor_steps, at_epoch_end=eval_args.knn_monitor_epoch_end,
                     k=min(eval_args.knn_k, len(bank)), temperature=eval_args.knn_temperature, max_train_samples=None, max_test_samples=None,
                     image_column=data_args.image_column_name, label_column=data_args.label_column_name)
+
+
+def _add_embedding_quality_monitor(trainer, train_split, data_args: DataArguments, eval_args: EvalArguments, training_args):
+    """RankMe / alignment / uniformity on the first training images, at the kNN monitor's cadence (or 10 times a long run), and at the end."""
+    from itertools import islice
+
+    from ..evaluation.embedding_quality import add_embedding_quality_monitor
+    from ..evaluation.monitor import eval_transform_for_config
+
+    if eval_args.embedding_quality_images < 2:
+        raise ValueError(f"--embedding_quality_images must be >= 2, got {eval_args.embedding_quality_images}")
+    every = eval_args.embedding_quality_steps
+    if every < 0:
+        every = eval_args.knn_monitor_steps or (training_args.max_steps // 10 if training_args.max_steps >= 100 else 0)
+    if hasattr(train_split, "select"):
+        images = train_split.select(range(min(eval_args.embedding_quality_images, len(train_split))))[data_args.image_column_name]
+    else:  # streaming: the first images of the stream
+        images = [row[data_args.image_column_name] for row in islice(iter(train_split), eval_args.embedding_quality_images)]
+    return add_embedding_quality_monitor(trainer, images, eval_transform_for_config(trainer.model.config), every_n_steps=every, seed=training_args.seed)
 
 
 def _length(dataset) -> int:
