@@ -57,6 +57,10 @@ def test_run_pretrain__export_loads_everywhere_and_resume_continues(tmp_path):
 
     results = json.loads((out / "results.json").read_text())
     assert 0.0 <= results["knn"]["pretrained"]["top1"] <= 1.0
+    # The label-free measures of the final model, in the results and the card (no labels needed).
+    (final,) = results["embedding_quality"]  # a 2-step run: measured once, at the end
+    assert final["step"] == 2 and final["rankme"] >= 1.0 and results["train"]["monitor_seconds"] > 0
+    assert f"RankMe\n{final['rankme']:.1f}" in (out / "backbone" / "README.md").read_text()
     # The raw-pixel floor is the kNN of the evaluation transform's pixels, computed here by hand.
     from hf_sslviews.data.sources import load_image_dataset
     from hf_sslviews.evaluation.features import eval_transform_for
