@@ -1,24 +1,85 @@
-"""Write a folder whole or not at all."""
+"""Write a folder whole or not at all, and never over a folder of the user's."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
+
+logger = logging.getLogger(__name__)
+
+# Everything an export, a staged upload or a dry run of this library writes into its folder.
+OWN_OUTPUT_FILES = frozenset({"config.json", "model.safetensors", "README.md", "run_args.json", "results.json", ".gitattributes"})
+
+
+class ForeignFolderError(ValueError):
+    """The folder a command would replace holds files it did not write."""
+
+
+def is_own_output(folder: Path) -> bool:
+    """Whether ``folder`` holds only what this library's exports and staged uploads write.
+
+    That is files named in :data:`OWN_OUTPUT_FILES`, hidden leftovers of an interrupted atomic
+    write, and at most one level of sub-folders that hold only such files (a dry run's
+    ``backbone/`` and ``pretraining/``). A run folder (``checkpoint-*``, ``run_identity.json``) or a
+    folder with any other file is not.
+    """
+    def plain(entry: Path) -> bool:
+        return entry.is_file() and (entry.name in OWN_OUTPUT_FILES or entry.name.startswith("."))
+
+    for entry in folder.iterdir():
+        if plain(entry) or entry.name.startswith("."):
+            continue
+        if entry.is_dir() and not entry.is_symlink() and all(plain(inner) for inner in entry.iterdir()):
+            continue
+        return False
+    return True
+
+
+def claim_folder(target: str | os.PathLike, force: bool = False, flag: Optional[str] = "--overwrite_output_dir") -> Optional[Path]:
+    """Check that replacing ``target`` loses nothing of the user's; with ``force``, move it aside first.
+
+    A missing or empty folder, or one holding only this library's outputs (:func:`is_own_output`),
+    may be replaced. Anything else is refused with a :class:`ForeignFolderError` that names the
+    folder, what is in it and ``flag``; with ``force`` the folder is renamed to
+    ``<target>.replaced-<time>`` (kept, not deleted) and its new name returned. ``flag`` is the
+    command's option that sets ``force`` (``None``: the command has none).
+    """
+    target = Path(target)
+    if not target.exists() and not target.is_symlink():
+        return None
+    if not target.is_dir() or target.is_symlink():
+        raise ForeignFolderError(f"{target} is {'a link' if target.is_symlink() else 'a file'}, not a folder this command can write; choose another path")
+    entries = sorted(entry.name + ("/" if entry.is_dir() else "") for entry in target.iterdir())
+    if not entries or is_own_output(target):
+        return None
+    if not force:
+        listing = ", ".join(entries[:6]) + (f" and {len(entries) - 6} more" if len(entries) > 6 else "")
+        way_out = f", or pass {flag} to move it aside (to {target.name}.replaced-<time>, next to it) first" if flag else ""
+        raise ForeignFolderError(f"{target} holds files this command did not write ({listing}) and would be replaced whole. Choose another folder{way_out}.")
+    aside = target.with_name(f"{target.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.replace(target, aside)
+    logger.warning("%s held files this command did not write: moved to %s (%s)", target, aside, flag)
+    return aside
 
 
 @contextlib.contextmanager
-def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
+def atomic_directory(target: str | os.PathLike, force: bool = False, flag: Optional[str] = "--overwrite_output_dir") -> Iterator[Path]:
     """Yield a temporary folder next to ``target``; on success it replaces ``target``.
 
     Files are written into a sibling temporary folder (same file system, so the final rename is
     atomic). If the block raises, the temporary folder is removed and ``target`` is untouched: a
-    crash never leaves a half-written folder under the final name.
+    crash never leaves a half-written folder under the final name. A ``target`` that holds
+    anything but this library's outputs is refused before anything is written, or moved aside
+    with ``force`` (:func:`claim_folder`).
     """
     target = Path(target)
+    claim_folder(target, force=force, flag=flag)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     # mkdtemp makes the folder private (0700); the result must have the mode any folder made

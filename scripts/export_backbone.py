@@ -26,7 +26,13 @@ from hf_sslviews.runs.arguments import parse_flags_or_json
 @dataclass
 class ExportArguments:
     model_name_or_path: str = field(metadata={"help": "A run_pretrain.py --output_dir or one of its checkpoint-N folders (the full pretraining model)."})
-    output_dir: Optional[str] = field(default=None, metadata={"help": "Backbone folder to write (replaced whole). Default: <model_name_or_path>/backbone."})
+    output_dir: Optional[str] = field(
+        default=None,
+        metadata={"help": "Backbone folder to write. An earlier export there is replaced; a folder holding anything else is refused. Default: <model_name_or_path>/backbone."},
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace --output_dir even when it holds files an export does not write: they are moved aside to <output_dir>.replaced-<time>, not deleted."}
+    )
     hub_model_id: Optional[str] = field(
         default=None, metadata={"help": "Repo id the model card's snippets name, e.g. org/aps-vit-small. Default: the existing card's id, else <method>-<backbone>."}
     )
@@ -35,7 +41,7 @@ class ExportArguments:
 def main(argv: Optional[list[str]] = None) -> Path:
     (args,) = parse_flags_or_json((ExportArguments,), argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    output_dir = export_run_backbone(args.model_name_or_path, args.output_dir, repo_id=args.hub_model_id)
+    output_dir = export_run_backbone(args.model_name_or_path, args.output_dir, repo_id=args.hub_model_id, overwrite=args.overwrite_output_dir)
     print(f"backbone exported to {output_dir}")
     return output_dir
 

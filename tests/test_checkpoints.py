@@ -103,3 +103,28 @@ def test_save_checkpoint_atomically__best_checkpoint_path_is_the_final_folder(tm
         saved = json.loads((out / f"checkpoint-{step}" / "trainer_state.json").read_text())["best_model_checkpoint"]
         assert saved is None or (".tmp" not in saved and saved.startswith(str(out / "checkpoint-")))
     assert json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["best_model_checkpoint"] == best
+
+
+def test_claim_folder__what_may_be_replaced(tmp_path):
+    from hf_sslviews.atomic import ForeignFolderError, atomic_directory, claim_folder, is_own_output
+
+    export = tmp_path / "export"
+    export.mkdir()
+    for name in ("config.json", "model.safetensors", "README.md", ".README.md.tmp-12"):
+        (export / name).write_text("x")
+    dry_run = tmp_path / "dry"
+    (dry_run / "backbone").mkdir(parents=True)
+    (dry_run / "backbone" / "config.json").write_text("{}")
+    assert is_own_output(export) and is_own_output(dry_run) and claim_folder(tmp_path / "missing") is None and claim_folder(export) is None
+    (dry_run / "backbone" / "notes.txt").write_text("mine")
+    assert not is_own_output(dry_run)
+    with pytest.raises(ForeignFolderError, match=r"holds files this command did not write \(backbone/\) and would be replaced whole\. Choose another folder\.$"):
+        claim_folder(dry_run, flag=None)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ForeignFolderError, match="a file, not a folder"):
+        claim_folder(tmp_path / "file")
+    # A failing write into a foreign folder never starts: nothing is created next to it.
+    with pytest.raises(ForeignFolderError):
+        with atomic_directory(dry_run) as tmp:
+            raise AssertionError("not reached")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["dry", "export", "file"]

@@ -250,6 +250,36 @@ def test_export_backbone_script__checkpoint_and_final_model(run_dir, tmp_path):
         export(["--model_name_or_path", str(run_dir), "--output_dir", str(run_dir)])
 
 
+def test_export_backbone_script__never_replaces_a_folder_it_did_not_write(run_dir, tmp_path):
+    """The slip `--output_dir runA` (another run's folder) and a folder of notes are refused,
+    untouched; --overwrite_output_dir moves them aside, never deletes them; an earlier export is
+    replaced without a word."""
+    import shutil
+
+    export = load_script("export_backbone").main
+    other_run = tmp_path / "runA"
+    shutil.copytree(run_dir, other_run)
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "plan.txt").write_text("my notes")
+    (notes / "model.safetensors").write_bytes(b"another model")
+    for folder, listed in ((other_run, "checkpoint-1/"), (notes, "plan.txt")):
+        before = _tree(folder)
+        with pytest.raises(ValueError, match=rf"{folder} holds files this command did not write \(.*{listed}.*--overwrite_output_dir"):
+            export(["--model_name_or_path", str(run_dir), "--output_dir", str(folder)])
+        assert _tree(folder) == before
+    assert (notes / "plan.txt").read_text() == "my notes"
+
+    exported = export(["--model_name_or_path", str(run_dir), "--output_dir", str(notes), "--overwrite_output_dir", "True"])
+    assert _tree(exported) == {"config.json", "model.safetensors", "README.md"}
+    (aside,) = tmp_path.glob("notes.replaced-*")
+    assert (aside / "plan.txt").read_text() == "my notes" and (aside / "model.safetensors").read_bytes() == b"another model"
+    # Its own earlier export is replaced: no flag needed.
+    (exported / "README.md").write_text("an older card")
+    again = export(["--model_name_or_path", str(run_dir), "--output_dir", str(notes)])
+    assert "an older card" not in (again / "README.md").read_text() and len(list(tmp_path.glob("notes.replaced-*"))) == 1
+
+
 def test_run_pretrain__push_to_hub_pushes_the_backbone_not_the_output_dir(tmp_path, monkeypatch):
     from hf_sslviews.runs.pretrain import parse_args, run_pretraining
 

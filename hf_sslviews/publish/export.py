@@ -18,7 +18,7 @@ from huggingface_hub import ModelCard
 from timm.models._hub import save_for_hf
 
 from .. import __version__
-from ..atomic import atomic_directory
+from ..atomic import atomic_directory, claim_folder
 from .cards import card_repo_id, default_repo_id, render_run_card
 from .loading import load_pretraining_model
 from .run_folder import check_not_inside, is_pretraining_folder
@@ -35,14 +35,16 @@ def _clean_config(config: dict) -> dict:
     return config
 
 
-def export_backbone(model, output_dir: str | os.PathLike, model_card: Optional[str] = None) -> Path:
+def export_backbone(model, output_dir: str | os.PathLike, model_card: Optional[str] = None, overwrite: bool = False) -> Path:
     """Write ``model``'s backbone to ``output_dir`` in timm's Hub format, atomically.
 
     Args:
         model: an ``<M>ForPreTraining`` (anything with ``.backbone.model`` and an
             :class:`~hf_sslviews.modeling.common.SSLConfig` ``.config``).
-        output_dir: destination folder (replaced whole if it exists).
+        output_dir: destination folder, replaced whole when it holds an earlier export (or nothing);
+            a folder with anything else is refused, or moved aside with ``overwrite``.
         model_card: optional README.md text written next to the weights.
+        overwrite: move a folder that is not an export aside (``<name>.replaced-<time>``) instead of refusing.
 
     Returns:
         The path of the exported folder.
@@ -53,7 +55,7 @@ def export_backbone(model, output_dir: str | os.PathLike, model_card: Optional[s
     was_training = timm_model.training
     timm_model.eval()
     try:
-        with atomic_directory(output_dir) as tmp:
+        with atomic_directory(output_dir, force=overwrite) as tmp:
             save_for_hf(timm_model, str(tmp), safe_serialization=True, data_config=data_config)
             config_path = tmp / "config.json"
             exported = _clean_config(json.loads(config_path.read_text()))
@@ -66,18 +68,21 @@ def export_backbone(model, output_dir: str | os.PathLike, model_card: Optional[s
     return Path(output_dir)
 
 
-def export_run_backbone(model_name_or_path: str | os.PathLike, output_dir: Optional[str | os.PathLike] = None, repo_id: Optional[str] = None) -> Path:
+def export_run_backbone(model_name_or_path: str | os.PathLike, output_dir: Optional[str | os.PathLike] = None, repo_id: Optional[str] = None,
+                        overwrite: bool = False) -> Path:
     """Export the backbone of a saved run (or ``checkpoint-N``) with a rendered model card.
 
     Args:
         model_name_or_path: a ``run_pretrain.py`` output folder or one of its ``checkpoint-N``.
-        output_dir: the backbone folder to write (replaced whole); default ``<model_name_or_path>/backbone``.
+        output_dir: the backbone folder to write (an earlier export there is replaced; anything else
+            refused unless ``overwrite``); default ``<model_name_or_path>/backbone``.
         repo_id: the repo id the card names; default: the id of the card already in ``output_dir``,
             else ``<method>-<backbone>``.
     """
     source = Path(model_name_or_path)
     output_dir = Path(output_dir) if output_dir is not None else source / "backbone"
     check_not_inside(output_dir, source)
+    claim_folder(output_dir, force=overwrite)  # before minutes of loading: refuse a folder of the user's at once
     if not is_pretraining_folder(source):
         raise FileNotFoundError(f"{source} holds no hf_sslviews pretraining model (config.json with an sslviews_* model_type)")
     # Strict: an edited config.json or weights missing a part would export a partly random backbone.
@@ -87,4 +92,4 @@ def export_run_backbone(model_name_or_path: str | os.PathLike, output_dir: Optio
     # A card in a backbone folder elsewhere may describe another run: keep its budget line only when it is this run's.
     same_run = existing is not None and output_dir.resolve() == (source / "backbone").resolve()
     card = render_run_card(model, source, repo_id, existing_card=existing if same_run else None)
-    return export_backbone(model, output_dir, model_card=str(card))
+    return export_backbone(model, output_dir, model_card=str(card), overwrite=overwrite)

@@ -85,7 +85,7 @@ def prepare_upload_folder(
     else:
         raise ValueError(f"kind must be 'backbone' or 'pretraining', got {kind!r}")
     check_not_inside(staging_dir, output_dir)
-    with atomic_directory(staging_dir) as tmp:
+    with atomic_directory(staging_dir, flag=None) as tmp:
         for path in files:
             shutil.copy2(path, tmp / path.name)
         if card is not None:
@@ -222,7 +222,7 @@ def push_folder(
                 card_path.write_text(fixed_card)
             return dry_run_dir
         check_not_inside(dry_run_dir, folder)
-        with atomic_directory(dry_run_dir) as tmp:
+        with atomic_directory(dry_run_dir, flag=None) as tmp:
             _copy_tree(folder, tmp, fixed_card)
         logger.info("dry run: %s holds what would be uploaded to %s; nothing was uploaded", dry_run_dir, repo_id)
         return dry_run_dir

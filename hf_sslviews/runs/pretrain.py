@@ -15,7 +15,7 @@ import transformers
 from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from ..atomic import write_text_atomic
+from ..atomic import claim_folder, write_text_atomic
 from ..data.collator import ViewCollator
 from ..data.labels import WithLabels
 from ..data.sources import prepare_for_views
@@ -138,6 +138,8 @@ def run_pretraining(model_args: ModelArguments, data_args: DataArguments, eval_a
         # One writer; the other processes follow rank 0, which stops the launch if the folder is wrong.
         data = {key: getattr(data_args, key) for key in ("dataset_name", "dataset_config_name", "train_dir", "train_split", "max_train_samples")}
         prepare_output_dir(training_args.output_dir, run_identity(recipe.name, model.config, data), resume=bool(resume), overwrite=training_args.overwrite_output_dir)
+        if not training_args.overwrite_output_dir:
+            claim_folder(Path(training_args.output_dir) / "backbone")  # the export at the end would refuse it: say so now, not after training
 
     trainer = SSLTrainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset, data_collator=ViewCollator())
     if probe_classes:
@@ -165,7 +167,7 @@ def run_pretraining(model_args: ModelArguments, data_args: DataArguments, eval_a
         output_dir = Path(training_args.output_dir)
         record = RunRecord(arguments={"model": asdict(model_args), "data": asdict(data_args), "eval": asdict(eval_args)}, results=results)
         record.write(output_dir)  # now, so a failure in the export or the kNN leaves the run described; again below, complete
-        backbone_dir = export_backbone(trainer.model, output_dir / "backbone")
+        backbone_dir = export_backbone(trainer.model, output_dir / "backbone", overwrite=training_args.overwrite_output_dir)
         logger.info("backbone exported to %s", backbone_dir)
         results["backbone_dir"] = str(backbone_dir)
         if eval_args.knn_eval:
