@@ -677,6 +677,8 @@ def finish_report(report: dict, suite: Suite, suite_name: str) -> None:
     write_report(report, RESULTS / f"quality_{suite_name}.json")
     (RESULTS / f"quality_{suite_name}.md").write_text(markdown(report, suite))
     plot(report, suite, RESULTS / f"quality_{suite_name}.png")
+    if report["rankme_agreement"]["runs"]:
+        plot_rankme(report, suite, RESULTS / f"quality_{suite_name}_rankme.png")
 
 
 def derive(report: dict, suite: Suite) -> dict:
@@ -686,6 +688,7 @@ def derive(report: dict, suite: Suite) -> dict:
     report["claims"] = {metric: claims_table(report["results"], metric) for metric in SCORES}
     parity = tuple((f"hf_sslviews' {ours} against lightly's", ours, peer) for ours, peer in PARITY)
     report["parity"] = claims_table(report["results"], "knn_top1", parity)
+    report["rankme_agreement"] = rankme_agreement(report)
     report["results"].sort(key=lambda row: (arms.index(row["arm"]) if row["arm"] in arms else len(arms), row["seed"]))
     return report
 
@@ -852,6 +855,60 @@ def plot(report: dict, suite: Suite, path: Path) -> None:
             axes[2].set_title("online linear probe, mean over the seeds that had it", fontsize=9)
         if drawn:
             axes[1].legend(fontsize=7, loc="lower right", ncol=2)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def rankme_agreement(report: dict) -> dict:
+    """How far the label-free RankMe tracks kNN: Spearman correlations over the runs that logged both.
+
+    ``across_runs``: final RankMe against final kNN top-1 (full test split), one point per run;
+    ``within_runs``: per run, RankMe against the monitor's kNN over its steps, then the mean over
+    runs. A user with unlabelled data reads RankMe; these say how much to trust it on this data.
+    """
+    from scipy.stats import spearmanr
+
+    runs = [row for row in report["results"] if "error" not in row and any("rankme" in point for point in row.get("curve") or [])]
+    out: dict = {"runs": len(runs)}
+    if len(runs) >= 3:
+        finals = [([point for point in row["curve"] if "rankme" in point][-1]["rankme"], row["knn_top1"]) for row in runs]
+        out["across_runs"] = float(spearmanr(*zip(*finals)).statistic)
+    within = []
+    for row in runs:
+        points = [(point["rankme"], point["knn_top1"]) for point in row["curve"] if "rankme" in point and "knn_top1" in point]
+        if len(points) >= 3:
+            within.append(float(spearmanr(*zip(*points)).statistic))
+    if within:
+        out["within_runs"], out["within_runs_std"] = mean_std(within)
+    return out
+
+
+def plot_rankme(report: dict, suite: Suite, path: Path) -> None:
+    """RankMe against the kNN monitor's top-1, every logged step of every run, one colour per arm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 5), dpi=100)
+    colours = plt.get_cmap("tab20").colors
+    for index, arm in enumerate(suite.arms):
+        points = [(point["rankme"], point["knn_top1"]) for row in report["results"] if row["arm"] == arm and "error" not in row
+                  for point in row.get("curve") or [] if "rankme" in point]
+        if points:
+            axis.scatter(*zip(*((rank, 100 * knn) for rank, knn in points)), s=12, color=colours[index % len(colours)], label=arm)
+    agreement = report.get("rankme_agreement", {})
+    title = f"RankMe against kNN ({agreement.get('runs', 0)} runs"
+    if "within_runs" in agreement:
+        title += f"; Spearman within runs {agreement['within_runs']:.2f}"
+    if "across_runs" in agreement:
+        title += f", across runs {agreement['across_runs']:.2f}"
+    axis.set_title(title + ")", fontsize=9)
+    axis.set_xlabel("RankMe (effective rank of the backbone features, no labels)")
+    axis.set_ylabel("kNN top-1 (%), the monitor's queries")
+    if axis.collections:
+        axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)

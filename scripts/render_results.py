@@ -138,6 +138,19 @@ def supervised_reference_table(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def rankme_section(report: dict) -> str:
+    agreement = report.get("rankme_agreement") or {}
+    if not agreement.get("runs"):
+        return "No run of the protocol has logged RankMe yet.\n"
+    lines = [f"Runs of the protocol log RankMe, alignment and uniformity beside the kNN monitor; {agreement['runs']} runs have them."]
+    if "within_runs" in agreement:
+        lines.append(f"Spearman correlation of RankMe with the monitor's kNN over the steps of a run: {agreement['within_runs']:.2f} ± {agreement['within_runs_std']:.2f} (mean ± std over runs).")
+    if "across_runs" in agreement:
+        lines.append(f"Across runs (final RankMe against final kNN on the full test split): {agreement['across_runs']:.2f}.")
+    lines += ["", "![RankMe against kNN](../benchmarks/results/quality_cpu_rankme.png)", ""]
+    return "\n".join(lines) + "\n"
+
+
 def results_doc(report: dict) -> str:
     suite = SUITES[report["suite"]]
     protocols = report.get("protocols", {})
@@ -161,6 +174,9 @@ def results_doc(report: dict) -> str:
         "",
         f"The kNN monitor: {protocols.get('monitor', '')}.",
         "",
+        "## Without labels: how far RankMe tracks kNN",
+        "",
+        rankme_section(report),
         "## Fine-tuning recipe",
         "",
         f"{protocols.get('finetune', '')}.",

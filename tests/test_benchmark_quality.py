@@ -113,7 +113,7 @@ def test_markdown__spread_with_several_seeds_floors_and_claims():
         "results": rows,
         "summary": quality.summarise(rows, list(suite.arms)),
         "claims": {"knn_top1": quality.claims_table(rows)},
-        "floors": {"raw_pixels": {"knn_top1": 0.85, "linear_top1": 0.84}, "random_init": {"vit": {"0": {"knn_top1": 0.44, "linear_top1": 0.7}, "1": {"knn_top1": 0.46, "linear_top1": 0.72}}}},
+        "floors": {"raw_pixels": {"knn_top1": 0.85, "linear_top1": 0.84, "linear_protocol": 3}, "random_init": {"vit": {"0": {"knn_top1": 0.44, "linear_top1": 0.7, "linear_protocol": 3}, "1": {"knn_top1": 0.46, "linear_top1": 0.72, "linear_protocol": 3}}}},
     }
     table = quality.markdown(report, suite)
     assert "| aps | 62.0 ± 2.8 | 71.0 ± 1.4 | — | 0, 1 | 500 |" in table
@@ -127,7 +127,7 @@ def test_markdown__spread_with_several_seeds_floors_and_claims():
 def test_markdown__finetune_column_counts_its_own_seeds_and_floor():
     suite = quality.SUITES["cpu"]
     rows = [_row("aps_p4", 0, 0.72, 0.77, finetune_top1=0.90), _row("aps_p4", 1, 0.74, 0.79)]
-    floors = {"random_init": {"vit": {"0": {"knn_top1": 0.60, "linear_top1": 0.70, "finetune_top1": 0.88}, "1": {"knn_top1": 0.62, "linear_top1": 0.70}}}}
+    floors = {"random_init": {"vit": {"0": {"knn_top1": 0.60, "linear_top1": 0.70, "linear_protocol": 3, "finetune_top1": 0.88}, "1": {"knn_top1": 0.62, "linear_top1": 0.70, "linear_protocol": 3}}}}
     report = {"results": rows, "summary": quality.summarise(rows, list(suite.arms)), "claims": {}, "floors": floors}
     table = quality.markdown(report, suite)
     assert "| aps_p4 | 73.0 ± 1.4 | 78.0 ± 1.4 | 90.0 (1 seed) | 0, 1 |" in table
@@ -137,8 +137,8 @@ def test_markdown__finetune_column_counts_its_own_seeds_and_floor():
 def test_markdown__random_init_floor_per_architecture_not_pooled():
     # A 4 px-patch ViT starts 10 points under the 7 px one: pooling them would give neither floor.
     seven, four = 'vit {"depth": 4, "patch_size": 7} [3, 28, 28]', 'vit {"depth": 4, "patch_size": 4} [3, 28, 28]'
-    floors = {"random_init": {seven: {"0": {"knn_top1": 0.70, "linear_top1": 0.74}, "1": {"knn_top1": 0.72, "linear_top1": 0.74}},
-                              four: {"0": {"knn_top1": 0.60, "linear_top1": 0.70}}}}
+    floors = {"random_init": {seven: {"0": {"knn_top1": 0.70, "linear_top1": 0.74, "linear_protocol": 3}, "1": {"knn_top1": 0.72, "linear_top1": 0.74, "linear_protocol": 3}},
+                              four: {"0": {"knn_top1": 0.60, "linear_top1": 0.70, "linear_protocol": 3}}}}
     report = {"results": [], "summary": [], "claims": {}, "floors": floors}
     values = quality.floor_values(report)["random_init"]
     assert values[seven]["knn_top1"][0] == pytest.approx(0.71) and values[four]["knn_top1"][0] == pytest.approx(0.60)
@@ -226,3 +226,35 @@ def test_equal_time_steps__median_costs_of_runs_measured_alone():
     assert quality.equal_time_steps(rows[:3], "mocov3", "aps") is None  # no APS run: no step time
     arm = quality.SUITES["cpu"].arms["aps_equal_time"]
     assert arm.preset == "aps_fmnist" and arm.equal_time == ("mocov3", "aps")
+
+
+def test_rankme_agreement__spearman_within_and_across_runs():
+    pytest.importorskip("scipy")
+
+    def row(arm, seed, ranks, knns, final):
+        curve = [{"step": 50 * (i + 1), "train_seconds": 1.0, "knn_top1": k, "rankme": r} for i, (r, k) in enumerate(zip(ranks, knns))]
+        return _row(arm, seed, final, curve=curve)
+
+    rows = [
+        row("mocov3", 0, [10, 20, 30], [0.5, 0.6, 0.7], 0.80),  # RankMe and kNN rise together: +1
+        row("byol", 0, [30, 20, 10], [0.5, 0.6, 0.7], 0.70),  # the opposite: -1
+        row("aps", 0, [5, 6, 7], [0.5, 0.55, 0.6], 0.60),
+        _row("simsiam", 0, 0.5),  # no RankMe logged: not counted
+    ]
+    agreement = quality.rankme_agreement({"results": rows})
+    assert agreement["runs"] == 3
+    assert agreement["within_runs"] == pytest.approx(1 / 3)  # mean of +1, -1, +1
+    # Final RankMe 30, 10, 7 against final kNN 0.80, 0.70, 0.60: the same order, Spearman 1.
+    assert agreement["across_runs"] == pytest.approx(1.0)
+    merged = quality.merge_curves([{"step": 50, "knn_top1": 0.5}, {"step": 100, "knn_top1": 0.6}], [{"step": 100, "rankme": 12.0, "alignment": 0.3}])
+    assert merged == [{"step": 50, "knn_top1": 0.5}, {"step": 100, "knn_top1": 0.6, "rankme": 12.0, "alignment": 0.3}]
+
+
+def test_linear_protocol__older_probe_rows_count_in_no_linear_mean_or_verdict():
+    rows = [_row("patchmix", s, 0.80 + 0.001 * s, 0.90) for s in range(3)] + [_row("patchmix_no_mix", s, 0.70 + 0.001 * s, 0.60) for s in range(3)]
+    for row in rows[:2]:
+        del row["linear_protocol"]  # probed with the version-2 linear protocol
+    (entry,) = [e for e in quality.summarise(rows, ["patchmix"])]
+    assert entry["linear_top1_n"] == 1 and entry["knn_top1_n"] == 3  # kNN is unchanged by the probe's version
+    (claim,) = [c for c in quality.claims_table(rows, "linear_top1") if c["method"] == "patchmix"]
+    assert claim["method_seeds"] == 1 and claim["verdict"].startswith("not resolved")

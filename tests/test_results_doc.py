@@ -18,7 +18,7 @@ def test_results_doc_and_readme_table__match_the_recorded_runs():
 
 def test_readme_table__every_method_and_every_claim_arm_with_its_verdicts():
     quality = load_script("benchmark_quality")
-    rows = [{"arm": arm, "seed": seed, "data_seed": 1000 * seed, "knn_top1": knn + 0.001 * seed, "linear_top1": 0.5, "train_seconds": 1.0, "optimizer_steps": 500}
+    rows = [{"arm": arm, "seed": seed, "data_seed": 1000 * seed, "knn_top1": knn + 0.001 * seed, "linear_top1": 0.5, "linear_protocol": 3, "train_seconds": 1.0, "optimizer_steps": 500}
             for arm, knn in (("patchmix", 0.8), ("patchmix_no_mix", 0.7)) for seed in range(3)]
     report = quality.derive({"suite": "cpu", "results": rows, "floors": {}}, quality.SUITES["cpu"])
     table = render.readme_table(report)
