@@ -100,3 +100,16 @@ def test_cpu_presets__keep_the_clipping_their_results_were_measured_with():
     clipping = {name: _parsed(name)[2].max_grad_norm for name in cpu}
     assert clipping.pop("mulan_tiny") == 0.5
     assert set(clipping.values()) == {1.0}, clipping
+
+
+def test_list_presets__every_registered_preset_with_its_budget(capsys):
+    from hf_sslviews.methods import RECIPES
+    from hf_sslviews.runs.pretrain import parse_args
+
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--list_presets"])
+    assert exit_info.value.code == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    listed = {line.split(" | ")[0]: line.split(" | ") for line in lines[2:]}
+    assert set(listed) == {preset for recipe in RECIPES.values() for preset in recipe.presets}
+    assert listed["aps_fmnist"][1:5] == ["aps", 'vit_tiny_patch16_224 {"depth": 4, "img_size": 28, "patch_size": 7}', "28", "500 steps"]

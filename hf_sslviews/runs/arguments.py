@@ -36,7 +36,7 @@ class ModelArguments:
     method: Optional[str] = field(default=None, metadata={"help": f"SSL method: one of {sorted(RECIPES)}. Default: the preset's method, else {DEFAULT_METHOD}."})
     preset: Optional[str] = field(
         default=None,
-        metadata={"help": "Named recipe setting config, views and training flags (e.g. mocov3_tiny, mocov3_cifar_vit_small). Explicit flags override it. Default: the method's small CPU preset."},
+        metadata={"help": "Named recipe setting config, views and training flags (e.g. mocov3_tiny, mocov3_cifar_vit_small); --list_presets lists them all. Explicit flags override it. Default: the method's small CPU preset."},
     )
     backbone: Optional[str] = field(default=None, metadata={"help": "timm architecture name, e.g. vit_small_patch16_224 or resnet18."})
     backbone_kwargs: Optional[str] = field(default=None, metadata={"help": 'JSON dict of timm.create_model arguments, e.g. \'{"img_size": 32, "patch_size": 4}\'.'})
@@ -125,6 +125,22 @@ class HubArguments:
     hub_dry_run_dir: Optional[str] = field(
         default=None, metadata={"help": "With --push_to_hub: upload nothing, write <hub_dry_run_dir>/backbone (and /pretraining), exactly what each repo would receive."}
     )
+
+
+def preset_table() -> str:
+    """Every registered preset, one line each: name, method, backbone, image size, budget, what it is for."""
+    lines = ["preset | method | backbone | image size | budget | description", "---|---|---|---|---|---"]
+    for name in sorted(RECIPES):
+        recipe = RECIPES[name]
+        for preset_name, preset in recipe.presets.items():
+            config = recipe.config_class(**preset.config)
+            kwargs = config.backbone_kwargs or {}
+            backbone = config.backbone + (f" {json.dumps(kwargs, sort_keys=True)}" if kwargs else "")
+            training = preset.training
+            budget = (f"{training['max_steps']} steps" if training.get("max_steps", -1) > 0 else
+                      f"{training['num_train_epochs']:g} epochs" if "num_train_epochs" in training else "TrainingArguments' default")
+            lines.append(f"{preset_name} | {name} | {backbone} | {config.image_size} | {budget} | {preset.description}")
+    return "\n".join(lines)
 
 
 def parse_flags_or_json(dataclass_types: Sequence[type], argv: Optional[Sequence[str]] = None, leading_flags: Sequence[str] = ()) -> tuple:

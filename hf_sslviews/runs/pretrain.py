@@ -38,6 +38,7 @@ from .arguments import (
     parse_flags_or_json,
     parse_json_arg,
     preset_flags,
+    preset_table,
     resolve_preset,
 )
 from .output_dir import check_checkpoint_method, prepare_output_dir, run_identity
@@ -49,6 +50,9 @@ logger = logging.getLogger("hf_sslviews")
 def parse_args(argv: Optional[Sequence[str]] = None):
     """Parse flags (or one JSON file) on top of the chosen preset's flags."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--list_presets" in argv:
+        print(preset_table())
+        raise SystemExit(0)
     # The preset is read from the user's flags (or file) before the preset's flags are put first.
     method, preset_name = resolve_preset(json_file_to_flags(argv[0]) if len(argv) == 1 and argv[0].endswith(".json") else argv)
     recipe = get_recipe(method)
