@@ -111,8 +111,11 @@ def test_monitor__warns_once_when_the_effective_rank_collapses(caplog):
     assert len(warnings) == 1 and "RankMe" in warnings[0].message
 
 
-def test_monitor__rejects_bad_setups():
-    with pytest.raises(ValueError, match="at least 2 images"):
+def test_monitor__skips_undecodable_images_and_rejects_bad_setups():
+    images = random_image_dataset(4, bad=2)["image"]  # the last two are not images
+    monitor = EmbeddingQualityMonitor(images, lambda image: torch.rand(3, 4, 4))
+    assert monitor.num_skipped == 2 and monitor.batches["clean"].shape[0] == 4
+    with pytest.raises(ValueError, match="at least 2 decodable images, got 0 of 0"):
         EmbeddingQualityMonitor([], lambda image: image)
     with pytest.raises(ValueError, match="collapse_fraction"):
         EmbeddingQualityMonitor(random_image_dataset(3)["image"], lambda image: torch.rand(3, 4, 4), collapse_fraction=1.5)

@@ -93,13 +93,21 @@ class EmbeddingQualityMonitor(TrainerCallback):
     """
 
     def __init__(self, images: list, transform: Callable, every_n_steps: int = 0, batch_size: int = 256, seed: int = 0, collapse_fraction: float = 0.25):
-        if not images:
-            raise ValueError("the embedding-quality monitor needs at least 2 images")
         if every_n_steps < 0 or not 0 < collapse_fraction < 1:
             raise ValueError(f"every_n_steps must be >= 0 and collapse_fraction in (0, 1), got {every_n_steps}, {collapse_fraction}")
-        from ..views.decode import decode_image
+        from ..views.decode import ImageDecodeError, decode_image
 
-        clean = torch.stack([transform(decode_image(image)) for image in images])
+        decoded = []
+        for image in images:
+            try:
+                decoded.append(transform(decode_image(image)))
+            except ImageDecodeError as error:  # the training views skip and count such images too
+                logger.debug("embedding-quality monitor: skipping an undecodable image: %s", error)
+        #: images the monitor could not decode (left out of its fixed set)
+        self.num_skipped = len(images) - len(decoded)
+        if len(decoded) < 2:
+            raise ValueError(f"the embedding-quality monitor needs at least 2 decodable images, got {len(decoded)} of {len(images)}")
+        clean = torch.stack(decoded)
         size = clean.shape[-2:]
         augment = v2.Compose([v2.RandomResizedCrop(size, scale=(0.4, 1.0), antialias=True), v2.RandomHorizontalFlip()])
         state = torch.random.get_rng_state()
