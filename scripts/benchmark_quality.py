@@ -586,7 +586,7 @@ def random_init_floor(report: dict, scorer: Scorer, suite: Suite, backbone_dir: 
 
 
 def finetune_search(report: dict, suite: Suite, args, work: Path) -> None:
-    """Fine-tune on 90% of train, score the held-out 10%, for each learning rate of the search.
+    """Fine-tune on 90% of train, score the held-out 10%, for each learning rate and budget of the search.
 
     The backbones are the finished runs of ``--arms`` x ``--seeds`` still in the work folder, and
     the untrained copy of the first one's architecture (seed 0): the recipe must be good for
@@ -600,14 +600,15 @@ def finetune_search(report: dict, suite: Suite, args, work: Path) -> None:
         raise SystemExit(f"--finetune_search needs finished runs of --arms in {work}; run them first")
     candidates = [("random_init", 0, backbones[0][2], True), *backbones]
     search = report.setdefault("finetune_search", [])
+    grid = [(learning_rate, epochs) for epochs in args.search_epochs for learning_rate in args.search_learning_rates]
     for name, seed, path, random_init in candidates:
-        for learning_rate in FINETUNE_SEARCH_LEARNING_RATES:
-            entry = {"backbone": name, "architecture": architecture_key(path), "seed": seed, "learning_rate": learning_rate, "epochs": FINETUNE_EPOCHS,
+        for learning_rate, epochs in grid:
+            entry = {"backbone": name, "architecture": architecture_key(path), "seed": seed, "learning_rate": learning_rate, "epochs": epochs,
                      "recipe": list(FINETUNE_RECIPE)}
             if any(all(old.get(key) == value for key, value in entry.items()) for old in search):
                 continue
-            tag = f"search_{name}_seed{seed}_lr{learning_rate:g}"
-            result = run_finetune(suite, path, work / tag, seed, work / f"{tag}.log", random_init=random_init, learning_rate=learning_rate, validation=True)
+            tag = f"search_{name}_seed{seed}_lr{learning_rate:g}_{epochs:g}ep"
+            result = run_finetune(suite, path, work / tag, seed, work / f"{tag}.log", random_init=random_init, learning_rate=learning_rate, epochs=epochs, validation=True)
             search.append({**entry, "validation_top1": result["finetune_top1"], "finetune_seconds": result["finetune_seconds"], "finetune_load": result["finetune_load"]})
             finish_report(report, suite, args.suite)
             print(json.dumps(search[-1]), flush=True)
@@ -930,6 +931,8 @@ def main() -> None:
     parser.add_argument("--finetune_search", action="store_true",
                         help="choose the fine-tuning learning rate on a validation split (10%% of train): fine-tune the untrained backbone and the "
                              "finished runs of --arms (--seeds) with each of FINETUNE_SEARCH_LEARNING_RATES, record every score")
+    parser.add_argument("--search_learning_rates", nargs="+", type=float, default=list(FINETUNE_SEARCH_LEARNING_RATES), help="--finetune_search: learning rates to try")
+    parser.add_argument("--search_epochs", nargs="+", type=float, default=[FINETUNE_EPOCHS], help="--finetune_search: budgets to try, in epochs")
     parser.add_argument("--skip_finetune", action="store_true",
                         help="pretrain and score frozen features only; a later call without it fine-tunes the runs whose backbones are still in --work_dir")
     parser.add_argument("--supervised_reference", type=float, default=0,
