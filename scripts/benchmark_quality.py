@@ -188,7 +188,9 @@ FINETUNE_RECIPE = (
     "--optim", "adamw_torch", "--weight_decay", "0.05", "--lr_scheduler_type", "cosine", "--warmup_steps", "0.1",
     "--per_device_train_batch_size", "256", "--per_device_eval_batch_size", "1024",
 )
-FINETUNE_LEARNING_RATE = 1e-3
+# search_choice() of the recorded search: 2e-3 (mean validation top-1 of the untrained ViT and
+# mocov3 seed 3: 80.1, against 80.0 for 1e-3, 79.1 for 5e-4 and 74.7 for 4e-3; a test keeps the two equal).
+FINETUNE_LEARNING_RATE = 2e-3
 FINETUNE_EPOCHS = 2
 # --finetune_search: learning rates tried on the validation split, each at the protocol's budget.
 FINETUNE_SEARCH_LEARNING_RATES = (5e-4, 1e-3, 2e-3, 4e-3)
@@ -583,6 +585,21 @@ def random_init_floor(report: dict, scorer: Scorer, suite: Suite, backbone_dir: 
     if finetune and "finetune_top1" not in floors[str(seed)]:
         name = f"random_init_{seed}_{hashlib.sha1(key.encode()).hexdigest()[:8]}"
         floors[str(seed)].update(run_finetune(suite, backbone_dir, work / f"{name}_finetune", seed, work / f"{name}_finetune.log", random_init=True))
+
+
+def search_choice(report: dict, epochs: float = FINETUNE_EPOCHS) -> Optional[float]:
+    """The protocol's rule for the fine-tuning learning rate: the highest mean validation top-1 over
+    the backbones of the search (the untrained one and the pretrained ones) that tried every learning
+    rate, at ``epochs`` with the current recipe. ``None`` before any search."""
+    entries = [entry for entry in report.get("finetune_search", []) if entry["epochs"] == epochs and entry["recipe"] == list(FINETUNE_RECIPE)]
+    rates = sorted({entry["learning_rate"] for entry in entries})
+    scores: dict = {}
+    for entry in entries:
+        scores.setdefault((entry["backbone"], entry["seed"], entry["architecture"]), {})[entry["learning_rate"]] = entry["validation_top1"]
+    complete = [by_rate for by_rate in scores.values() if set(by_rate) == set(rates)]
+    if not complete:
+        return None
+    return max(rates, key=lambda rate: statistics.mean(by_rate[rate] for by_rate in complete))
 
 
 def finetune_search(report: dict, suite: Suite, args, work: Path) -> None:

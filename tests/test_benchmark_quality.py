@@ -258,3 +258,16 @@ def test_linear_protocol__older_probe_rows_count_in_no_linear_mean_or_verdict():
     assert entry["linear_top1_n"] == 1 and entry["knn_top1_n"] == 3  # kNN is unchanged by the probe's version
     (claim,) = [c for c in quality.claims_table(rows, "linear_top1") if c["method"] == "patchmix"]
     assert claim["method_seeds"] == 1 and claim["verdict"].startswith("not resolved")
+
+
+def test_finetune_learning_rate__is_the_rule_applied_to_the_recorded_search():
+    """The protocol's learning rate is not set by hand: it is what search_choice gives on the committed JSON."""
+    report = json.loads((quality.RESULTS / "quality_cpu.json").read_text())
+    assert quality.search_choice(report) == quality.FINETUNE_LEARNING_RATE
+    # The rule: the best mean over the backbones that tried every rate.
+    entry = lambda backbone, rate, top1: {"backbone": backbone, "seed": 0, "architecture": "vit", "learning_rate": rate,  # noqa: E731
+                                          "epochs": quality.FINETUNE_EPOCHS, "recipe": list(quality.FINETUNE_RECIPE), "validation_top1": top1}
+    search = [entry("random_init", 1e-3, 0.70), entry("random_init", 2e-3, 0.80), entry("mocov3", 1e-3, 0.90), entry("mocov3", 2e-3, 0.78),
+              entry("partial", 1e-3, 0.10)]  # tried one rate only: not counted
+    assert quality.search_choice({"finetune_search": search}) == 1e-3  # means 0.80 against 0.79
+    assert quality.search_choice({}) is None
