@@ -142,7 +142,8 @@ def rankme_section(report: dict) -> str:
     agreement = report.get("rankme_agreement") or {}
     if not agreement.get("runs"):
         return "No run of the protocol has logged RankMe yet.\n"
-    lines = [f"Runs of the protocol log RankMe, alignment and uniformity beside the kNN monitor; {agreement['runs']} runs have them."]
+    runs = agreement["runs"]
+    lines = [f"Runs of the protocol log RankMe, alignment and uniformity beside the kNN monitor; {runs} run{'s have' if runs > 1 else ' has'} them."]
     if "within_runs" in agreement:
         lines.append(f"Spearman correlation of RankMe with the monitor's kNN over the steps of a run: {agreement['within_runs']:.2f} ± {agreement['within_runs_std']:.2f} (mean ± std over runs).")
     if "across_runs" in agreement:
@@ -180,7 +181,8 @@ def results_doc(report: dict) -> str:
         "## Fine-tuning recipe",
         "",
         f"{protocols.get('finetune', '')}.",
-        "Each candidate learning rate fine-tuned on 90% of train and scored on the other 10%:",
+        "Each candidate (learning rate, budget) fine-tuned on 90% of train and scored on the other 10% (the seconds are",
+        "wall time on a shared machine, not a speed measurement):",
         "",
         finetune_search_table(report),
         "How good the floor is: the untrained ViT trained longer with the same recipe (`--supervised_reference`; test split, a",
