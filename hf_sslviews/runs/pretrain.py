@@ -20,6 +20,7 @@ from ..data.collator import ViewCollator
 from ..data.labels import WithLabels
 from ..data.sources import prepare_for_views
 from ..data.streaming import attach_views, configure_streaming
+from ..evaluation.monitor import monitors_seconds
 from ..evaluation.online_probe import add_online_linear_probe
 from ..methods import get_recipe
 from ..publish.cards import dataset_reference, default_repo_id, render_model_card
@@ -156,8 +157,6 @@ def run_pretraining(model_args: ModelArguments, data_args: DataArguments, eval_a
     train_result = trainer.train(resume_from_checkpoint=resume)
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
-
-    from ..evaluation.monitor import monitors_seconds
 
     # What the monitors took is inside train_runtime; monitor_seconds lets a comparison of training times leave it out.
     results: dict = {"method": recipe.name, "preset": model_args.preset, "train": {**train_result.metrics, "monitor_seconds": round(monitors_seconds(trainer), 2)}}
