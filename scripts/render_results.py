@@ -42,7 +42,6 @@ with the same code:
   iterations), its L2 strength picked from 1e-8..1e-1 on a held-out 20% of train. Runs marked
   *(v2)* were probed with at most 300 iterations over 1e-5..1e-1, which stopped short of
   convergence (on one backbone 79.7% against 81.6%): they count in no linear mean or verdict;
-
 - **fine-tune**: `scripts/run_finetune.py` on the whole network with one recipe for every backbone
   (see *Fine-tuning recipe*), all of train, scored on test; the untrained ViT fine-tuned with the
   same recipe is the fine-tuning floor (supervised training from scratch).
