@@ -6,12 +6,16 @@ folders, not kept by hand: a new ``modeling/<method>/`` or ``hf_sslviews/<part>/
 without touching this file.
 """
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
+# Namespace discovery also lists folders without an __init__.py (the ``evaluate`` metric modules
+# under evaluation/metrics/): setuptools warns "Package would be ignored" about folders of .py
+# files that are only package data.
+_SKIP = ["*__pycache__*"]
 packages = (
     ["hf_sslviews", "hf_sslviews.modeling", "hf_sslviews.model_cards"]
-    + [f"hf_sslviews.{name}" for name in find_packages("hf_sslviews")]
-    + [f"hf_sslviews.modeling.{name}" for name in find_packages("modeling")]
+    + [f"hf_sslviews.{name}" for name in find_namespace_packages("hf_sslviews", exclude=_SKIP)]
+    + [f"hf_sslviews.modeling.{name}" for name in find_namespace_packages("modeling", exclude=_SKIP)]
 )
 
 setup(packages=packages)

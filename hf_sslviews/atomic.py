@@ -68,6 +68,36 @@ def claim_folder(target: str | os.PathLike, force: bool = False, flag: Optional[
     return aside
 
 
+def claim_run_folder(target: str | os.PathLike, marker: str, force: bool = False, flag: str = "--overwrite_output_dir") -> Optional[Path]:
+    """Check that a command that writes into ``target`` over time (a training run) overwrites nothing of the user's.
+
+    Stricter than :func:`claim_folder`: such a command writes ``config.json`` and
+    ``model.safetensors`` over whatever is there, so an export of this library (the slip
+    ``--output_dir runA/backbone``) is as much the user's as their notes. A missing or empty folder,
+    or one holding ``marker`` (the command's own earlier run), may be used; anything else is refused
+    naming the folder, its entries and ``flag``, or with ``force`` moved to
+    ``<target>.replaced-<time>`` (kept). Returns the new name of a moved folder.
+    """
+    target = Path(target)
+    if not target.exists() and not target.is_symlink():
+        return None
+    if not target.is_dir():
+        raise ForeignFolderError(f"{target} is a file, not a folder this command can write; choose another path")
+    entries = sorted(entry.name + ("/" if entry.is_dir() else "") for entry in target.iterdir())
+    if not entries or (target / marker).is_file():
+        return None
+    if not force:
+        listing = ", ".join(entries[:6]) + (f" and {len(entries) - 6} more" if len(entries) > 6 else "")
+        raise ForeignFolderError(
+            f"{target} holds files this command did not write ({listing}); it would write config.json and model.safetensors "
+            f"over them. Choose another folder, or pass {flag} to move it aside (to {target.name}.replaced-<time>, next to it) first."
+        )
+    aside = target.with_name(f"{target.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.replace(target, aside)
+    logger.warning("%s held files this command did not write: moved to %s (%s)", target, aside, flag)
+    return aside
+
+
 @contextlib.contextmanager
 def atomic_directory(target: str | os.PathLike, force: bool = False, flag: Optional[str] = "--overwrite_output_dir") -> Iterator[Path]:
     """Yield a temporary folder next to ``target``; on success it replaces ``target``.

@@ -54,4 +54,6 @@ def main(argv: Optional[list[str]] = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from hf_sslviews.runs.cli import run_script
+
+    run_script(main)

@@ -37,10 +37,20 @@ from hf_sslviews.evaluation.finetune import (
     soft_target_cross_entropy,
     train_transform_for,
 )
+from hf_sslviews.atomic import claim_run_folder, write_text_atomic
 from hf_sslviews.runs.arguments import DataSourceArguments, parse_flags_or_json
 from hf_sslviews.runs.frozen_backbone import load_labelled_splits
+from hf_sslviews.safetensors_files import check_safetensors_files
+from hf_sslviews.training.trainer_state_files import SafetensorsStateMixin
 
 logger = logging.getLogger(__name__)
+
+
+class FinetuneTrainer(SafetensorsStateMixin, Trainer):
+    """The stock Trainer writing its checkpoints as safetensors and JSON only: the optimizer,
+    scheduler, RNG state and arguments, which it would pickle (``optimizer.pt``, ``rng_state.pth``,
+    ``scheduler.pt``, ``training_args.bin``), as pretraining does."""
+FINETUNE_MARKER = "finetune_run.json"  # marks a folder as a fine-tune's output: a later fine-tune may write there
 
 
 @dataclass
@@ -77,6 +87,10 @@ class AugmentationArguments:
     cutmix: float = field(default=0.0, metadata={"help": "CutMix alpha (DeiT: 1.0); 0 turns CutMix off. With both on, each batch uses one of them (p=0.5)."})
     label_smoothing: float = field(default=0.0, metadata={"help": "Label smoothing of the training targets (DeiT: 0.1); evaluation uses plain cross-entropy."})
     output_file: Optional[str] = field(default=None, metadata={"help": "Write the final evaluation metrics (and these arguments) to this JSON file."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": f"Use an --output_dir that holds files a fine-tune did not write (an export, another run, your files): they are moved aside to <output_dir>.replaced-<time>, not deleted. A folder with {FINETUNE_MARKER} (an earlier fine-tune) is used without it."},
+    )
 
 
 def main(argv: Optional[list[str]] = None) -> dict:
@@ -89,9 +103,15 @@ def main(argv: Optional[list[str]] = None) -> dict:
         raise ValueError(f"--train_augmentation must be one of {TRAIN_AUGMENTATIONS}, got {aug_args.train_augmentation!r}")
     if aug_args.train_augmentation == "pad_crop" and (aug_args.randaugment or aug_args.re_prob):
         raise ValueError("--randaugment and --re_prob belong to --train_augmentation random_resized_crop; drop them or choose that augmentation")
+    if training_args.process_index == 0:
+        # Before anything is loaded: the Trainer writes config.json / model.safetensors over whatever the folder holds.
+        claim_run_folder(training_args.output_dir, FINETUNE_MARKER, force=aug_args.overwrite_output_dir)
+        Path(training_args.output_dir).mkdir(parents=True, exist_ok=True)
+        write_text_atomic(Path(training_args.output_dir) / FINETUNE_MARKER, json.dumps({"model_name_or_path": model_args.model_name_or_path}) + "\n")
     train, test = load_labelled_splits(data_args, data_args.train_split, data_args.test_split, data_args.train_val_split, training_args.seed,
                                        data_args.max_train_samples, data_args.max_test_samples)
-    num_labels, id2label, label2id = class_labels(train, data_args.label_column_name)
+    num_labels, id2label, label2id = class_labels(train, data_args.label_column_name, test)
+    check_safetensors_files(model_args.model_name_or_path)
     model = AutoModelForImageClassification.from_pretrained(model_args.model_name_or_path, num_labels=num_labels, id2label=id2label, label2id=label2id)
     if model_args.random_init:
         reset_backbone_to_random_init(model, model_args.model_name_or_path, seed=training_args.seed)
@@ -107,7 +127,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     if mixup_fn is not None:
         training_args.dataloader_drop_last = True  # timm's batch Mixup pairs images: keep every batch full (even)
 
-    trainer = Trainer(
+    trainer = FinetuneTrainer(
         model=model, args=training_args, train_dataset=train, eval_dataset=test,
         data_collator=ClassificationCollator(num_labels, mixup_fn, aug_args.label_smoothing),
         compute_loss_func=soft_target_cross_entropy, compute_metrics=compute_classification_metrics,
@@ -129,4 +149,6 @@ def main(argv: Optional[list[str]] = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from hf_sslviews.runs.cli import run_script
+
+    run_script(main)

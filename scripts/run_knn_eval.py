@@ -24,6 +24,13 @@ class KnnEvalArguments(FrozenBackboneArguments):
     k: list[int] = field(default_factory=lambda: [20], metadata={"help": "Number(s) of neighbours, e.g. --k 10 20 100 200."})
     temperature: float = field(default=0.07, metadata={"help": "Vote temperature T: each neighbour votes exp(cosine / T) (DINO: 0.07)."})
 
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.k or min(self.k) < 1:
+            raise ValueError(f"--k needs neighbour counts >= 1, got {self.k}")
+        if not self.temperature > 0:
+            raise ValueError(f"--temperature must be positive, got {self.temperature}")
+
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_arguments(KnnEvalArguments, argv)
@@ -41,4 +48,6 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from hf_sslviews.runs.cli import run_script
+
+    run_script(main)

@@ -18,4 +18,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from hf_sslviews.runs.cli import run_script
+
+    run_script(main)

@@ -534,4 +534,6 @@ def main(argv: Sequence[str] | None = None) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    from hf_sslviews.runs.cli import run_script
+
+    run_script(main)

@@ -303,7 +303,7 @@ def test_aps_recipe__collated_views_train_the_model_on_every_chunk(tiny_vit_kwar
     dataset = random_image_dataset(5, size=40, bad=1).with_transform(views)
     torch.manual_seed(0)
     batch = ViewCollator()([dataset[i] for i in range(len(dataset))])
-    assert batch.pop("num_skipped_images").item() == 1
+    assert batch.pop("num_skipped_images").item() == 1 and len(batch.pop("skipped_image_reasons")) == 1
     assert batch["token_indices_1"].shape == (5, 4, 4) and batch["crop_boxes"].shape == (5, 2, 5)
     with torch.no_grad():
         losses = [model(**batch, chunk_index=k).loss for k in range(4)]

@@ -38,6 +38,8 @@ from hf_sslviews.evaluation.features import extract_features
 from hf_sslviews.modeling.clsa import CLSAConfig
 from hf_sslviews.modeling.common.queue import KeyQueue
 from hf_sslviews.modeling.mocov3 import MoCoV3Config
+from hf_sslviews.modeling.mulan import MulanConfig
+from hf_sslviews.modeling.repco import RepCoConfig
 from hf_sslviews.modeling.simsiam import SimSiamConfig, SimSiamForPreTraining
 from hf_sslviews.training.trainer import NonFiniteLossError, SSLTrainer, SSLTrainingArguments
 from hf_sslviews.views import APSViewTransform, CLSAViewTransform, ImageDecodeError, MultiTaskViewTransform, RandAugment, ViewAugmentation, decode_image, two_view_transform
@@ -108,6 +110,27 @@ def exif_rotated_png() -> bytes:
     exif = Image.Exif()
     exif[ORIENTATION] = 6
     return encode(Image.fromarray(pixels), "PNG", exif=exif.tobytes())
+
+
+def signed_int32_ramp() -> Image.Image:
+    """Mode ``I`` from -100,000 to 2,000,000: dividing by 257 would clip it to black and white."""
+    return Image.fromarray(np.tile(np.linspace(-100_000, 2_000_000, 16).astype(np.int32), (8, 1)))
+
+
+def cielab_tiff() -> bytes:
+    """A red (200, 30, 40) stored as a CIELab TIFF (PIL's LAB mode)."""
+    from PIL import ImageCms
+
+    red = Image.new("RGB", (4, 4), (200, 30, 40))
+    to_lab = ImageCms.buildTransform(ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB"), "RGB", "LAB")
+    return encode(ImageCms.applyTransform(red, to_lab), "TIFF")
+
+
+def _near(expected: tuple[int, int, int], tolerance: int = 6) -> Callable[[np.ndarray], None]:
+    def check(pixels: np.ndarray) -> None:
+        assert np.abs(pixels[0, 0].astype(int) - np.array(expected)).max() <= tolerance, pixels[0, 0]
+
+    return check
 
 
 def float_with_nan() -> Image.Image:
@@ -184,6 +207,12 @@ IMAGE_CASES = [
     ImageCase("cmyk_jpeg", lambda: as_row(encode(Image.new("CMYK", (8, 8), (0, 255, 255, 0)), "JPEG", quality=95)), "ok", (8, 8), _cmyk_red),
     ImageCase("exif_orientation_6", lambda: as_row(exif_rotated_png()), "ok", (2, 3), _rotated_clockwise),
     ImageCase("uint8_array", lambda: RNG.integers(0, 256, (5, 7, 3), dtype=np.uint8), "ok", (7, 5)),
+    ImageCase("signed_int32_I", signed_int32_ramp, "ok", (16, 8), _ramp_kept),
+    ImageCase("cielab_tiff", lambda: as_row(cielab_tiff()), "ok", (4, 4), _near((200, 30, 40))),
+    ImageCase("float_array_0_to_1", lambda: np.full((5, 7, 3), 0.5, dtype=np.float32), "ok", (7, 5), lambda p: (p == 128).all()),
+    ImageCase("channels_first_tensor", lambda: torch.full((3, 5, 7), 9, dtype=torch.uint8), "ok", (7, 5), lambda p: (p == 9).all()),
+    ImageCase("float_array_normalised", lambda: np.full((5, 7, 3), -1.5, dtype=np.float32), "skip", message=r"must hold values in \[0, 1\] or \[0, 255\], got \[-1.5, -1.5\]"),
+    ImageCase("relative_path_missing", lambda: {"path": "no/such/image.png", "bytes": None}, "skip", message="No such file"),
     ImageCase("truncated_png", lambda: as_row(encode(rgb_noise(64, 64))[:400]), "skip", message="truncated"),
     ImageCase("random_bytes", lambda: as_row(RNG.integers(0, 256, 512, dtype=np.uint8).tobytes()), "skip", message="cannot identify image"),
     ImageCase("empty_bytes", lambda: as_row(b""), "skip", message="cannot identify image"),
@@ -270,6 +299,8 @@ def test_view_transform_and_collator__bad_rows_are_marked_dropped_and_counted(na
     batch = ViewCollator()(rows)
     assert int(batch["num_skipped_images"]) == len(SKIPS)
     good = len(IMAGE_CASES) - len(SKIPS)
+    reasons = batch.pop("skipped_image_reasons")
+    assert len(reasons) == len(SKIPS), reasons  # one line per bad image, for the summary
     for key, value in batch.items():
         if key == "num_skipped_images":
             continue
@@ -283,7 +314,8 @@ def test_collator__a_batch_of_only_bad_images_is_a_count_alone():
     transform = two_view_transform(size=32)
     out = transform({"image": [as_row(b"junk"), None]})
     batch = ViewCollator()([{key: values[i] for key, values in out.items()} for i in range(2)])
-    assert set(batch) == {"num_skipped_images"} and int(batch["num_skipped_images"]) == 2
+    assert set(batch) == {"num_skipped_images", "skipped_image_reasons"} and int(batch["num_skipped_images"]) == 2
+    assert "4 bytes: UnidentifiedImageError" in batch["skipped_image_reasons"][0] and "None" in batch["skipped_image_reasons"][1]
 
 
 def test_keep_first_rows__cuts_every_per_example_tensor_and_keeps_scalars():
@@ -345,6 +377,21 @@ def test_trainer__a_batch_of_only_bad_images_trains_a_zero_step_and_is_counted(t
     assert trainer.state.global_step == 2 and (trainer.images_seen, trainer.images_skipped) == (8, 4)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert losses[0] == 0.0 and losses[1] != 0.0  # SimSiam: -cos, a real step is any non-zero value
+
+
+def test_trainer__the_bad_image_stop_says_why_the_images_failed(tiny_vit_kwargs, tmp_path):
+    # It said "16 of 16 images could not be decoded" and nothing more: relative paths, normalised
+    # float arrays and 5-channel arrays looked alike.
+    from hf_sslviews.training.trainer import BadImageFractionError
+
+    paths = datasets.Dataset.from_dict({"image": [f"photos/{i}.png" for i in range(64)]})
+    args = _trainer_args(tmp_path, per_device_train_batch_size=32, max_steps=2)
+    trainer = SSLTrainer(model=_tiny_simsiam(tiny_vit_kwargs), args=args, train_dataset=paths.with_transform(two_view_transform(size=32)), data_collator=ViewCollator())
+    with pytest.raises(BadImageFractionError, match=r"32 of 32 images could not be decoded .*the first: path 'photos/\d+.png' \(relative: read from the working folder .*No such file"):
+        trainer.train()
+    arrays = datasets.Dataset.from_dict({"image": [np.zeros((5, 8, 8), dtype=np.uint8)] * 4})
+    with pytest.raises(ValueError, match=r"none of its 4 image\(s\) could be decoded; the first: array of shape \[5, 8, 8\].*channels last"):
+        extract_features(_identity_model, arrays.add_column("label", [0] * 4), transform=lambda image: torch.zeros(3))
 
 
 @pytest.mark.parametrize("feature", ["array3d", "array2d"])
@@ -471,6 +518,10 @@ ERROR_CASES = [
     ErrorCase("unknown_backbone", lambda: MoCoV3Config(backbone="vit_tiny_patch16_22"), ValueError, (r"unknown backbone 'vit_tiny_patch16_22'", r"Close matches: \[.*vit_tiny_patch16_224")),
     ErrorCase("image_size_zero", lambda: MoCoV3Config(image_size=0), ValueError, (r"image_size must be a positive number of pixels",)),
     ErrorCase("queue_size_zero", lambda: CLSAConfig(backbone="resnet18", queue_size=0), ValueError, (r"queue_size must be positive",)),
+    ErrorCase("config_int_field_fraction", lambda: MoCoV3Config(projector_dim=128.5), ValueError, (r"MoCoV3Config: projector_dim must be a whole number, got 128.5",)),
+    ErrorCase("config_int_field_bool", lambda: MulanConfig(image_size=True), ValueError, (r"MulanConfig: image_size must be a whole number, got True",)),
+    ErrorCase("mulan_all_task_weights_zero", lambda: MulanConfig(task_weights={"global": 0, "local": 0, "cutout": 0}), ValueError, (r"task_weights are all 0", r"identically zero", r"positive weight")),
+    ErrorCase("repco_threshold_outside_cosine", lambda: RepCoConfig(patch_negative_threshold=5.0), ValueError, (r"patch_negative_threshold is a cosine similarity and must lie in \[-1, 1\], got 5.0",)),
     # the key queue
     ErrorCase("batch_does_not_divide_queue_when_required", _enqueue(16, 3, require_divisible=True), ValueError, (r"queue size \(16\) must be a multiple of the global batch size \(3", r"--dataloader_drop_last")),
     ErrorCase("batch_larger_than_queue", _enqueue(4, 8), ValueError, (r"cannot enqueue 8 keys \(one step.s keys from every process\) into a queue of 4", r"twice it for methods that enqueue both views")),
@@ -537,3 +588,29 @@ def test_decode_image__any_failure_of_one_file_is_a_counted_skip(error, monkeypa
         decode_image(np.zeros((8, 8, 3), dtype=np.uint8))
     rows = two_view_transform(size=8, scale=(0.5, 1.0))({"image": [np.zeros((8, 8, 3), dtype=np.uint8)] * 2})
     assert rows["image_ok"] == [False, False] and rows["pixel_values_1"] == [None, None]
+
+
+@pytest.mark.timeout(60)  # a regression blocks on the FIFO: fail instead of hanging the suite
+def test_decode_image__a_fifo_named_in_a_path_column_is_a_counted_skip_not_a_hang(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe.png")
+    for value in (str(tmp_path / "pipe.png"), {"path": str(tmp_path / "pipe.png"), "bytes": None}):
+        with pytest.raises(ImageDecodeError, match="is not a regular file"):
+            decode_image(value)
+    out = two_view_transform(size=32)({"image": [str(tmp_path / "pipe.png")]})
+    assert out["image_ok"] == [False] and "not a regular file" in out["image_error"][0]
+
+
+def test_trainer__a_last_batch_of_one_image_is_not_fed_to_batchnorm(tiny_vit_kwargs, tmp_path, caplog):
+    # 9 images, batch 8, drop_last off: the second batch holds one image and SimSiam's BatchNorm
+    # heads died on it ("Expected more than 1 value per channel when training").
+    rows = [as_row(encode(rgb_noise(12, 12))) for _ in range(9)]
+    train = datasets.Dataset.from_dict({"image": rows}, features=datasets.Features({"image": datasets.Image(decode=False)}))
+    args = _trainer_args(tmp_path, max_steps=2, dataloader_drop_last=False)
+    trainer = SSLTrainer(model=_tiny_simsiam(tiny_vit_kwargs), args=args, train_dataset=train.with_transform(two_view_transform(size=32)), data_collator=ViewCollator())
+    with caplog.at_level(logging.WARNING, logger="hf_sslviews.training.trainer"):
+        trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert trainer.state.global_step == 2 and losses[0] != 0.0 and losses[1] == 0.0
+    assert trainer.images_cut_for_batchnorm == 1 and "1 batch(es) of a single image were not trained" in caplog.text

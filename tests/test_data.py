@@ -197,15 +197,53 @@ def test_load_image_dataset__a_fifo_named_like_an_image_is_named_not_read(tmp_pa
         load_image_dataset(train_dir=str(root), cache_dir=str(tmp_path / "cache"))
 
 
-def test_load_image_dataset__images_at_two_depths_warn_that_labels_are_dropped(tmp_path, caplog):
+def test_load_image_dataset__an_image_one_level_deeper_keeps_every_label(tmp_path):
+    # datasets' imagefolder dropped the label column of the whole folder for this one image.
     root = _pets(tmp_path / "pets")
     (root / "dog" / "puppies").mkdir()
     (root / "dog" / "puppies" / "0.png").write_bytes(_png((0, 0, 255)))
+    dataset = load_image_dataset(train_dir=str(root), label_column="label", cache_dir=str(tmp_path / "cache"))
+    assert len(dataset) == 7 and dataset.features["label"].names == ["cat", "dog"]
+    assert dataset["label"] == [0, 0, 0, 1, 1, 1, 1]
+    assert scan_image_folder(root).depths == {2: 6, 3: 1}
+    for row in dataset:
+        assert row["image"].getpixel((0, 0)) == ((255, 0, 0) if row["label"] == 0 else (0, 0, 255))
+
+
+def test_load_image_dataset__class_folders_named_like_splits_are_classes(tmp_path):
+    # datasets took train/ and test/ for splits: 3 of 12 images, every label None.
+    root = tmp_path / "things"
+    colours = {"cat": (255, 0, 0), "train": (0, 255, 0), "test": (0, 0, 255), "val_set": (9, 9, 9)}
+    for label, colour in colours.items():
+        (root / label).mkdir(parents=True)
+        for i in range(3):
+            (root / label / f"{i}.png").write_bytes(_png(colour))
+    dataset = load_image_dataset(train_dir=str(root), label_column="label", cache_dir=str(tmp_path / "cache"))
+    names = dataset.features["label"].names
+    assert len(dataset) == 12 and names == sorted(colours)
+    assert all(row["image"].getpixel((0, 0)) == colours[names[row["label"]]] for row in dataset)
+    assert len(load_image_dataset(train_dir=str(root), split="train[:25%]")) == 3
+    with pytest.raises(ValueError, match=r"has one split, 'train'.*not 'test'"):
+        load_image_dataset(train_dir=str(root), split="test")
+
+
+def test_load_image_dataset__a_folder_of_splits_is_still_read_by_split(tmp_path):
+    root = tmp_path / "splits"
+    _pets(root / "train")
+    _pets(root / "test")
+    (root / "test" / "cat" / "0.png").unlink()
+    train = load_image_dataset(train_dir=str(root), split="train", cache_dir=str(tmp_path / "cache"))
+    test = load_image_dataset(train_dir=str(root), split="test", cache_dir=str(tmp_path / "cache"))
+    assert (len(train), len(test)) == (6, 5) and test.features["label"].names == ["cat", "dog"]
+
+
+def test_load_image_dataset__loose_images_beside_class_folders_leave_no_labels_and_say_so(tmp_path, caplog):
+    root = _pets(tmp_path / "pets")
+    (root / "stray.png").write_bytes(_png((1, 2, 3)))
     with caplog.at_level("WARNING", logger="hf_sslviews.data.image_folder"):
         dataset = load_image_dataset(train_dir=str(root), cache_dir=str(tmp_path / "cache"))
-    assert "label" not in dataset.column_names  # datasets' rule; now said out loud
-    assert re.search(r"different depths \(6 at depth 2 \(e\.g\. .*\), 1 at depth 3 .*adds no label column", caplog.text)
-    assert scan_image_folder(root).depths == {2: 6, 3: 1}
+    assert len(dataset) == 7 and "label" not in dataset.column_names
+    assert re.search(r"1 image\(s\) lie directly in .*stray\.png.*no label column", caplog.text)
 
 
 def test_load_image_dataset__train_dir_must_exist(tmp_path):

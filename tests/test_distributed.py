@@ -35,10 +35,40 @@ ATOL = 1e-5
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason="torch.distributed with the gloo backend is not available in this torch build")
 
 
-@pytest.fixture(scope="module")
-def two_process_results(tmp_path_factory):
-    """``[rank0, rank1]`` results of every case, from one ``torch.multiprocessing.spawn``."""
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _two_node_results(out_dir: Path) -> None:
+    """Two ``torchrun`` launches of one process each, ``--nnodes 2`` with a localhost rendezvous:
+    what two machines run, each with its own agent, meeting at node 0's address."""
+    port = _free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    launches = [
+        subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(node), "--nproc_per_node", "1",
+             "--master_addr", "127.0.0.1", "--master_port", str(port), str(REPO / "tests" / "distributed_node.py"), str(out_dir)],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for node in range(WORLD_SIZE)
+    ]
+    outputs = [launch.communicate(timeout=600)[0] for launch in launches]
+    if not all((out_dir / f"rank{rank}.done").exists() for rank in range(WORLD_SIZE)):
+        raise AssertionError("a node did not finish:\n" + "\n----\n".join(output[-3000:] for output in outputs))
+
+
+@pytest.fixture(scope="module", params=["two_processes", "two_nodes"])
+def two_process_results(tmp_path_factory, request):
+    """``[rank0, rank1]`` results of every case: one ``torch.multiprocessing.spawn`` of two
+    processes, or two single-process ``torchrun`` nodes (``--nnodes 2``) on localhost."""
     out_dir = tmp_path_factory.mktemp("ddp")
+    if request.param == "two_nodes":
+        _two_node_results(out_dir)
+        return [torch.load(out_dir / f"rank{rank}.pt") for rank in range(WORLD_SIZE)]
     old = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the spawned workers at start-up
     try:

@@ -1,6 +1,7 @@
 """The user's path: run_pretrain.py in a subprocess, then load the export with plain loaders elsewhere."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -120,13 +121,30 @@ def test_run_pretrain__help_documents_every_argument():
         (["--image_column_name", "img"], "image column 'img' not found"),
         (["--config_overrides", "[1]"], "must be a JSON object"),
         (["--config_overrides", '{"loss_temperature": -1}'], "loss_temperature must be positive"),
+        (["--config_overrides", '{"projector_dim": 128.5}'], "projector_dim must be a whole number, got 128.5"),
+        (["--seed", "-1"], r"--seed must lie in \[0, 2\*\*32 - 1\]"),
+        (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be at least 1 image"),
+        (["--knn_k", "0"], "--knn_k must be at least 1 neighbour"),
+        (["--knn_eval", "True", "--knn_k", "50", "--knn_max_train_samples", "10"], "more than the 10 images of the kNN memory"),
+        (["--method", "mocov3", "--steps_per_batch", "2"], r"--steps_per_batch 2: MoCoV3ForPreTraining trains on whole views and takes no chunk_index.*Drop it"),
+        (["--backbone_kwargs", '{"img_size": 32, "patch_size": 5, "depth": 1}', "--image_size", "32"], r"image_size 32 is not a multiple of the ViT's patch size 5.*\[2, 4, 8, 16, 32\]"),
     ],
 )
-def test_run_pretrain__bad_arguments_fail_with_a_clear_message(args, message, tmp_path):
+def test_run_pretrain__bad_arguments_fail_with_a_clear_message_before_training(args, message, tmp_path):
     from hf_sslviews.runs.pretrain import parse_args, run_pretraining
 
     with pytest.raises(ValueError, match=message):
-        run_pretraining(*parse_args([*args, "--output_dir", str(tmp_path), "--max_steps", "1", "--report_to", "none", "--knn_eval", "False"]))
+        run_pretraining(*parse_args(["--knn_eval", "False", *args, "--output_dir", str(tmp_path / "run"), "--max_steps", "1", "--report_to", "none"]))
+    assert not list(tmp_path.glob("run/checkpoint-*")) and not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_run_pretrain__a_mistake_ends_in_one_line_and_status_2_not_a_traceback(tmp_path):
+    command = [sys.executable, str(REPO / "scripts" / "run_pretrain.py"), "--seed", "-1", "--output_dir", str(tmp_path / "run")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_SSLVIEWS_TRACEBACK": ""})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "run_pretrain.py: error: --seed must lie in [0, 2**32 - 1]" in result.stderr and "HF_SSLVIEWS_TRACEBACK=1" in result.stderr
+    verbose = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_SSLVIEWS_TRACEBACK": "1"})
+    assert verbose.returncode == 1 and "Traceback" in verbose.stderr
 
 
 def test_run_pretrain__another_backbone_drops_the_preset_sizes_and_says_so(caplog):
@@ -207,3 +225,53 @@ def test_run_pretrain__final_knn_is_capped_by_default_and_says_how_to_change_it(
         report = _knn_report(backbone, data_args, eval_args)
     assert "final kNN: 40 training images as memory, 20 test images (--knn_max_train_samples" in caplog.text
     assert set(report) == {"pretrained", "random_init", "raw_pixels"}
+
+
+def test_run_pretrain__a_labelled_folder_without_test_split_gets_a_held_out_knn(caplog, tmp_path):
+    # It skipped the kNN with a raw datasets message ('Unknown split "test"'), and the card said "No evaluation was run".
+    import numpy as np
+    from PIL import Image
+
+    from hf_sslviews.runs.pretrain import _knn_report, parse_args
+
+    from .helpers import export_tiny_backbone
+
+    rng = np.random.default_rng(0)
+    for label, colour in (("cat", 200), ("dog", 30)):
+        (tmp_path / "pets" / label).mkdir(parents=True)
+        for index in range(20):
+            Image.fromarray(np.clip(rng.normal(colour, 10, (32, 32, 3)), 0, 255).astype(np.uint8)).save(tmp_path / "pets" / label / f"{index}.png")
+    _, data_args, eval_args, _, _ = parse_args(["--method", "byol", "--train_dir", str(tmp_path / "pets"), "--output_dir", str(tmp_path / "never")])
+    with caplog.at_level("INFO", logger="hf_sslviews"):
+        report = _knn_report(export_tiny_backbone(tmp_path / "backbone"), data_args, eval_args)
+    assert "classifies a held-out 10% of 'train' (4 images, stratified by class)" in caplog.text
+    assert "final kNN: 36 training images as memory, 4 test images" in caplog.text
+    assert report["raw_pixels"]["top1"] == 1.0  # bright against dark: the held-out images are labelled right
+    (tmp_path / "flat").mkdir()
+    for index in range(4):
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "flat" / f"{index}.png")
+    _, data_args, eval_args, _, _ = parse_args(["--method", "byol", "--train_dir", str(tmp_path / "flat"), "--output_dir", str(tmp_path / "never")])
+    with caplog.at_level("WARNING", logger="hf_sslviews"):
+        assert _knn_report(tmp_path / "backbone", data_args, eval_args) is None
+    assert "kNN evaluation skipped: label column 'label' not found" in caplog.text and "RankMe" in caplog.text
+
+
+@pytest.mark.parametrize("method", sorted(__import__("hf_sslviews.methods", fromlist=["RECIPES"]).RECIPES))
+def test_run_pretrain__list_options_documents_every_config_field_and_view_argument(method, capsys):
+    # --help is TrainingArguments; the method's own options (APS ratio, PatchMix mixing, ...) appeared nowhere.
+    from hf_sslviews.methods import get_recipe
+    from hf_sslviews.runs.arguments import config_parameters
+    from hf_sslviews.runs.pretrain import parse_args
+
+    with pytest.raises(SystemExit) as exited:
+        parse_args(["--list_options", method])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    fields = [name for name in config_parameters(get_recipe(method).config_class)]
+    for name in fields:
+        assert f"\n  {name} = " in text, name
+    # Every config field is documented under its line (from the config's docstring).
+    config_lines = text.split("\nviews:")[0].splitlines()[1:]
+    undocumented = [line for index, line in enumerate(config_lines) if not line.startswith("      ")
+                    and not (index + 1 < len(config_lines) and config_lines[index + 1].startswith("      "))]
+    assert not undocumented and "--config_overrides" in text and "--view_kwargs" in text

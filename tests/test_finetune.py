@@ -238,3 +238,34 @@ def test_run_finetune__validation_split_pad_crop_and_random_init(tiny_backbone_d
     assert torch.equal(weights[key], random_init["patch_embed.proj.weight"]) and not torch.equal(weights[key], pretrained["patch_embed.proj.weight"])
     with pytest.raises(ValueError, match="--randaugment and --re_prob belong to --train_augmentation random_resized_crop"):
         script.main([*flags, "--randaugment"])
+
+
+def test_run_finetune__never_writes_over_an_export_or_the_users_files(tiny_backbone_dir, tmp_path):
+    # The slip --output_dir runA/backbone: the Trainer wrote the classifier's config.json and
+    # model.safetensors over the export, exit 0.
+    from hf_sslviews.atomic import ForeignFolderError
+
+    script = load_script("run_finetune")
+    export = tmp_path / "runA" / "backbone"
+    export_tiny_backbone(export)
+    before = {path.name: path.read_bytes() for path in export.iterdir()}
+    with pytest.raises(ForeignFolderError, match=r"runA/backbone holds files this command did not write \(config.json, model.safetensors\).*--overwrite_output_dir"):
+        script.main(_flags(tiny_backbone_dir, export))
+    assert {path.name: path.read_bytes() for path in export.iterdir()} == before
+    # With the flag the export is moved aside, whole; a second fine-tune into the first one's folder needs no flag.
+    script.main([*_flags(tiny_backbone_dir, export), "--overwrite_output_dir", "True"])
+    (aside,) = (tmp_path / "runA").glob("backbone.replaced-*")
+    assert {path.name: path.read_bytes() for path in aside.iterdir()} == before
+    script.main(_flags(tiny_backbone_dir, export))
+
+
+def test_run_finetune__checkpoints_are_safetensors_and_json_and_resume(tiny_backbone_dir, tmp_path):
+    # The stock Trainer pickled optimizer.pt, scheduler.pt, rng_state.pth and training_args.bin.
+    script = load_script("run_finetune")
+    flags = [*_flags(tiny_backbone_dir, tmp_path / "out"), "--save_strategy", "steps", "--save_steps", "1"]
+    script.main(flags)
+    written = {path.suffix for path in (tmp_path / "out").rglob("*") if path.is_file()}
+    assert written <= {".json", ".safetensors", ".md"}, written
+    assert (tmp_path / "out" / "checkpoint-2" / "optimizer.safetensors").is_file()
+    resumed = script.main([*flags[:flags.index("--max_steps")], "--max_steps", "3", *flags[flags.index("--max_steps") + 2:], "--resume_from_checkpoint", str(tmp_path / "out" / "checkpoint-2")])
+    assert 0.0 <= resumed["eval_accuracy"] <= 1.0

@@ -21,7 +21,7 @@ from .helpers import load_script
 REPO = Path(__file__).resolve().parents[1]
 BACKBONE_ID = "org/aps-vit-small"
 PRETRAINING_ID = "org/aps-vit-small-pretraining"
-OLD_ID = "byol-vit_tiny_patch16_224"  # the local name run_pretrain.py gives the card without --hub_model_id
+OLD_ID = "byol-vit_tiny_patch16_224-depth1-dim48-patch8-32px"  # the local name run_pretrain.py gives the card without --hub_model_id
 
 # Run in a process that never imports hf_sslviews: the dry-run folder must stand on its own.
 LOADERS = textwrap.dedent(
@@ -349,3 +349,21 @@ def test_run_pretrain__dry_run_never_says_pushed(tmp_path, caplog, monkeypatch):
         ]))
     assert "dry run, nothing uploaded" in caplog.text and "pushed:" not in caplog.text
     assert (tmp_path / "dry" / "backbone" / "model.safetensors").is_file()
+
+
+def test_cards__one_citation_section_and_a_headline_that_names_the_real_architecture(run_dir):
+    # The method's card text brought its own "## Citation", so the BibTeX came twice; and the
+    # headline named vit_tiny_patch16_224 for a 1-block, 48-d, 8 px patch network at 32 px.
+    card = (run_dir / "backbone" / "README.md").read_text()
+    assert card.count("## Citation") == 1 and card.count("@article{") + card.count("@inproceedings{") == 1
+    headline = next(line for line in card.splitlines() if line.startswith("A `"))
+    assert "`vit_tiny_patch16_224` (changed to depth=1, embed_dim=48, img_size=32, num_heads=3, patch_size=8; 32 px input; 48-d features)" in headline
+    assert next(line for line in card.splitlines() if line.startswith("# ")) == f"# {OLD_ID}"  # the default name carries the changed geometry
+
+
+def test_cards__a_backbone_as_timm_names_it_keeps_its_plain_name():
+    from hf_sslviews.modeling.byol import BYOLConfig
+    from hf_sslviews.publish.cards import default_repo_id, describe_architecture
+
+    config = BYOLConfig(backbone="resnet18", image_size=224)
+    assert default_repo_id(config) == "byol-resnet18" and describe_architecture(config, 512) == "`resnet18` (224 px input; 512-d features)"

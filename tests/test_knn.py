@@ -360,3 +360,15 @@ def test_load_backbone__a_pretraining_run_folder_points_at_its_backbone(tmp_path
     for random_init in (False, True):
         with pytest.raises(ValueError, match=message):
             load_backbone(str(run), random_init=random_init)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch_size", "0"], "--batch_size must be at least 1 image, got 0"),
+    (["--k", "0"], r"--k needs neighbour counts >= 1, got \[0\]"),
+    (["--temperature", "0"], "--temperature must be positive"),
+    (["--max_train_samples", "0"], "--max_train_samples must be a positive number"),
+])
+def test_run_knn_eval__bad_arguments_are_refused_before_loading_anything(args, message):
+    knn = load_script("run_knn_eval")
+    with pytest.raises(ValueError, match=message):
+        knn.main(["--model_name_or_path", "/nonexistent/backbone", *args])

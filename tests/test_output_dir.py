@@ -66,3 +66,55 @@ def test_check_checkpoint_method__another_method_names_the_fix(tmp_path):
     check_checkpoint_method(tmp_path, "sslviews_mocov3")
     with pytest.raises(ValueError, match="holds a sslviews_mocov3 model, but this run builds a sslviews_byol"):
         check_checkpoint_method(tmp_path, "sslviews_byol")
+
+
+class _Args:
+    """The training arguments a run's identity reads."""
+
+    def __init__(self, **changes):
+        self.__dict__.update(dict(per_device_train_batch_size=8, gradient_accumulation_steps=1, world_size=1, seed=0, learning_rate=1e-3,
+                                  weight_decay=0.05, lr_scheduler_type="cosine", optim="adamw_torch", optim_recipe="default"), **changes)
+
+
+def test_prepare_output_dir__resume_with_another_batch_size_is_refused(tmp_path):
+    # It was accepted, and the card then stated one batch size for the whole run.
+    folder = tmp_path / "run"
+    config = BYOLConfig(**KWARGS)
+    prepare_output_dir(folder, run_identity("byol", config, DATA, _Args()), resume=False, overwrite=False)
+    prepare_output_dir(folder, run_identity("byol", config, DATA, _Args()), resume=True, overwrite=False)
+    with pytest.raises(ValueError, match="holds another run .*training.per_device_train_batch_size: 8 there, 16 now"):
+        prepare_output_dir(folder, run_identity("byol", config, DATA, _Args(per_device_train_batch_size=16)), resume=True, overwrite=False)
+
+
+def test_prepare_output_dir__a_folder_recorded_without_training_arguments_still_resumes(tmp_path):
+    folder = tmp_path / "run"
+    config = BYOLConfig(**KWARGS)
+    prepare_output_dir(folder, run_identity("byol", config, DATA), resume=False, overwrite=False)  # an older record
+    prepare_output_dir(folder, run_identity("byol", config, DATA, _Args()), resume=True, overwrite=False)
+
+
+def test_check_resumed_run__a_checkpoint_of_another_folder_must_be_the_same_run(tmp_path):
+    from hf_sslviews.runs.output_dir import check_resumed_run
+
+    config = BYOLConfig(**KWARGS)
+    prepare_output_dir(tmp_path / "runA", run_identity("byol", config, DATA, _Args()), resume=False, overwrite=False)
+    (tmp_path / "runA" / "checkpoint-4").mkdir()
+    check_resumed_run(tmp_path / "runA" / "checkpoint-4", run_identity("byol", config, DATA, _Args()))
+    with pytest.raises(ValueError, match="belongs to another run .*seed: 0 there, 3 now"):
+        check_resumed_run(tmp_path / "runA" / "checkpoint-4", run_identity("byol", config, DATA, _Args(seed=3)))
+
+
+def test_check_checkpoint_method__an_export_folder_is_named_as_such_with_the_flag_that_uses_it(tmp_path):
+    (tmp_path / "backbone").mkdir()
+    (tmp_path / "backbone" / "config.json").write_text(json.dumps({"model_type": "timm_wrapper"}))
+    with pytest.raises(ValueError, match=r"is an exported backbone, not a checkpoint.*--backbone local-dir:"):
+        check_checkpoint_method(tmp_path / "backbone", "sslviews_byol")
+
+
+def test_prepare_output_dir__a_run_without_checkpoints_is_not_offered_a_resume(tmp_path):
+    # Re-running the quick start after an interrupted first run: it saved no checkpoint.
+    folder = tmp_path / "run"
+    prepare_output_dir(folder, _identity(), resume=False, overwrite=False)
+    with pytest.raises(ValueError, match="already holds a run .*It saved no checkpoint to resume from: pass --overwrite_output_dir") as caught:
+        prepare_output_dir(folder, _identity(), resume=False, overwrite=False)
+    assert "--resume_from_checkpoint" not in str(caught.value)

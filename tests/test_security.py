@@ -153,7 +153,7 @@ TAMPERING = {
     "model_type_other_library": (lambda f: _edit_config(f, model_type="bert"), r"model_type 'bert', which is not an hf_sslviews method.*restore the config"),
     "model_type_unknown": (lambda f: _edit_config(f, model_type="sslviews_evil"), r"model_type 'sslviews_evil', which is not an hf_sslviews method \(expected one of \["),
     "pickled_weights_only": (_pickled_only, r"reads only model\.safetensors \(never pickled \.bin files\)"),
-    "truncated_weights": (lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:5000]), r"model\.safetensors cannot be read \(.*\): the file is truncated or damaged"),
+    "truncated_weights": (lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:5000]), r"model\.safetensors is not a readable safetensors file \(SafetensorError: .*\): it is damaged or was not written whole"),
     "misspelled_field": (lambda f: _edit_config(f, loss_temprature=0.01), r"keys that MoCoV3Config does not know: 'loss_temprature' \(did you mean 'loss_temperature'\?\)"),
     "temperature_true": (lambda f: _edit_config(f, loss_temperature=True), r"loss_temperature must be a number, got True \(bool\)"),
     "temperature_string": (lambda f: _edit_config(f, loss_temperature="0.2"), r"loss_temperature must be a number, got '0\.2' \(str\)"),
@@ -233,3 +233,40 @@ def test_from_pretrained__rejects_invalid_configs_too(changes, error, message, s
     _edit_config(folder, **changes)
     with pytest.raises(error, match=message):
         AutoModelForPreTraining.from_pretrained(folder)
+
+
+def _tampered(folder, header_length=None, rename=None):
+    """Rewrite ``folder/model.safetensors`` with a header length field or a key renamed in its header."""
+    import struct
+
+    path = folder / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    length = struct.unpack("<Q", data[:8])[0]
+    if rename:
+        data[8:8 + length] = data[8:8 + length].replace(*rename)
+    if header_length is not None:
+        data[:8] = struct.pack("<Q", header_length)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("tamper, reason", [
+    (dict(rename=(b'"dtype"', b'"dtyqe"')), "missing field `dtype`"),
+    (dict(header_length=10**12), "header too large"),
+])
+def test_a_damaged_safetensors_file_is_named_by_every_loader(tmp_path, tamper, reason):
+    # It was a bare SafetensorError from inside from_pretrained, naming no file.
+    from hf_sslviews.evaluation.features import load_backbone
+    from hf_sslviews.publish.loading import load_pretraining_model
+    from hf_sslviews.modeling.mocov3 import MoCoV3Config, MoCoV3ForPreTraining
+
+    from .helpers import export_tiny_backbone
+
+    backbone = export_tiny_backbone(tmp_path / "backbone")
+    _tampered(backbone, **tamper)
+    with pytest.raises(ValueError, match=rf"{backbone / 'model.safetensors'} is not a readable safetensors file .*{reason}.*Download it again"):
+        load_backbone(str(backbone))
+    run = tmp_path / "run"
+    MoCoV3ForPreTraining(MoCoV3Config(backbone="vit_tiny_patch16_224", backbone_kwargs={"img_size": 32, "patch_size": 8, "depth": 1}, image_size=32)).save_pretrained(run)
+    _tampered(run, **tamper)
+    with pytest.raises(ValueError, match=rf"{run / 'model.safetensors'} is not a readable safetensors file"):
+        load_pretraining_model(run)

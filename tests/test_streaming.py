@@ -54,9 +54,9 @@ def test_streaming_views__rows_are_view_tensors_without_source_columns(parquet_d
     stream = load_image_dataset(dataset_name=str(parquet_dir), split="train", streaming=True)
     train = attach_views(stream, two_view_transform(size=32, scale=(0.3, 1.0)), max_steps=1)
     row = next(iter(train))
-    assert set(row) == {"pixel_values_1", "pixel_values_2", "image_ok"}
+    assert set(row) == {"pixel_values_1", "pixel_values_2", "image_ok", "image_error"}
     assert isinstance(row["pixel_values_1"], torch.Tensor) and row["pixel_values_1"].shape == (3, 32, 32)
-    assert row["image_ok"] is True
+    assert row["image_ok"] is True and row["image_error"] is None
 
 
 @pytest.mark.parametrize("max_steps", [None, -1, 0])

@@ -57,8 +57,8 @@ def assert_pixels(tensor: torch.Tensor, shape: tuple[int, ...]) -> None:
 
 def one_row(transform, value) -> dict:
     out = transform({"image": [value]})
-    assert set(out) == set(transform.output_keys) | {"image_ok"}
-    assert out["image_ok"] == [True]
+    assert set(out) == set(transform.output_keys) | {"image_ok", "image_error"}
+    assert out["image_ok"] == [True] and out["image_error"] == [None]
     return {key: values[0] for key, values in out.items()}
 
 

@@ -248,7 +248,7 @@ def test_aps_view_transform__keys_shapes_dtypes():
     rng = np.random.default_rng(0)
     batch = {"image": [Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for _ in range(3)]}
     out = views(batch)
-    assert set(out) == {"pixel_values_1", "pixel_values_2", "token_indices_1", "token_indices_2", "crop_boxes", "image_ok"}
+    assert set(out) == {"pixel_values_1", "pixel_values_2", "token_indices_1", "token_indices_2", "crop_boxes", "image_ok", "image_error"}
     assert out["image_ok"] == [True] * 3
     for i in range(3):
         for key in ("pixel_values_1", "pixel_values_2"):

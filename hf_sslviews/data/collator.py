@@ -6,7 +6,10 @@ from typing import Any, Sequence
 
 import torch
 
+from ..views.base import IMAGE_ERROR_KEY
 from ..views.worker_memory import view_output
+
+SKIPPED_REASONS_KEY = "skipped_image_reasons"
 
 
 class ViewCollator:
@@ -16,7 +19,8 @@ class ViewCollator:
     - A key whose values are lists of tensors (views of different resolutions) becomes a list
       of stacked tensors, one per position, so each resolution keeps its own tensor.
     - Rows with ``image_ok=False`` (undecodable images) are dropped; their number goes out as
-      ``num_skipped_images`` (an int64 scalar tensor) for the Trainer to count.
+      ``num_skipped_images`` (an int64 scalar tensor) for the Trainer to count, and their
+      reasons (``skipped_image_reasons``, one line each) for its summary.
     - Keys not produced by the view transform (other dataset columns) are dropped unless listed
       in ``keep_keys`` (e.g. ``("label",)`` for evaluation).
     """
@@ -29,10 +33,13 @@ class ViewCollator:
             raise ValueError("ViewCollator received an empty list of examples")
         good = [row for row in features if row.get("image_ok", True)]
         batch: dict[str, Any] = {"num_skipped_images": torch.tensor(len(features) - len(good), dtype=torch.int64)}
+        reasons = [row[IMAGE_ERROR_KEY] for row in features if not row.get("image_ok", True) and row.get(IMAGE_ERROR_KEY)]
+        if reasons:
+            batch[SKIPPED_REASONS_KEY] = reasons
         if not good:
             return batch
         for key, first in good[0].items():
-            if key == "image_ok":
+            if key in ("image_ok", IMAGE_ERROR_KEY):
                 continue
             if isinstance(first, torch.Tensor):
                 batch[key] = stack_rows([row[key] for row in good])

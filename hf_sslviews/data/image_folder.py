@@ -1,11 +1,16 @@
-"""A look over an image folder before ``datasets`` reads it: what it would fail on or drop.
+"""Image folders: a look before anything is read, and the class-folder layout read right.
 
 ``load_dataset("imagefolder")`` dies on a file name that is not UTF-8 (an Arrow string cannot
-hold it) and blocks forever on a FIFO named like an image; and it drops the class labels
-without a word when images lie at different depths (a stray image in a sub-folder of one
-class). One walk over the folder (names and file types only, no image is opened) finds all
-three, so the first two become an error naming the files and the third a warning naming the
-depths.
+hold it) and blocks forever on a FIFO named like an image. One walk over the folder (names and
+file types only, no image is opened) finds both and turns them into an error naming the files.
+
+The same walk decides who reads the folder. ``datasets`` reads a folder of splits
+(``root/train/<class>/...``, ``root/test/...``) and one with a metadata file. A folder of class
+folders (``root/<class>/<image>``) is read here, by :func:`load_class_folders`, because
+``imagefolder`` gets two of its cases wrong without a word: a class folder whose name contains a
+split keyword (``train/``, ``test/``, ``val_set/``, ...) is taken for a split, so the other classes
+are dropped and every label is ``None``; and one image in a sub-folder of a class folder drops
+the labels of the whole folder. Here the label of an image is always its top-level folder.
 """
 
 from __future__ import annotations
@@ -19,6 +24,14 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 _SHOWN = 5  # files named per problem; the rest are counted
+_METADATA_EXTENSIONS = frozenset({".csv", ".jsonl", ".json", ".parquet"})  # imagefolder's metadata files
+
+
+def _split_keywords() -> frozenset[str]:
+    """The folder names ``datasets`` reads as splits (``train``, ``training``, ``val``, ``test``, ...)."""
+    from datasets.data_files import SPLIT_KEYWORDS
+
+    return frozenset(keyword for keywords in SPLIT_KEYWORDS.values() for keyword in keywords)
 
 
 def _image_extensions() -> frozenset[str]:
@@ -42,6 +55,8 @@ class FolderScan:
     """
 
     images: int = 0
+    paths: list[str] = field(default_factory=list)
+    metadata_files: list[str] = field(default_factory=list)
     undecodable_names: list[bytes] = field(default_factory=list)
     not_regular: list[str] = field(default_factory=list)
     depths: dict[int, int] = field(default_factory=dict)
@@ -69,6 +84,8 @@ def scan_image_folder(root: str | os.PathLike) -> FolderScan:
                 scan.undecodable_names.append(path)
                 continue
             if extension_text not in extensions:
+                if name.decode("utf-8").startswith("metadata.") and extension_text in _METADATA_EXTENSIONS:
+                    scan.metadata_files.append(os.fsdecode(path))
                 continue
             try:
                 regular = stat.S_ISREG(os.stat(path).st_mode)  # follows links: a broken link is not regular
@@ -78,6 +95,7 @@ def scan_image_folder(root: str | os.PathLike) -> FolderScan:
                 scan.not_regular.append(os.fsdecode(path))
                 continue
             scan.images += 1
+            scan.paths.append(os.fsdecode(path))
             scan.depths[depth + 1] = scan.depths.get(depth + 1, 0) + 1
             scan.example_at_depth.setdefault(depth + 1, os.fsdecode(path))
     return scan
@@ -108,15 +126,64 @@ def check_image_folder(root: str | os.PathLike) -> FolderScan:
             f"socket, device or broken link; reading one would block or fail): {_listing(scan.not_regular)}. Remove them or "
             "replace them with the image files."
         )
-    class_folders = [path for path in Path(root).iterdir() if path.is_dir()]
-    if len(scan.depths) > 1 and class_folders:
-        depths = ", ".join(f"{count} at depth {depth} (e.g. {scan.example_at_depth[depth]})" for depth, count in sorted(scan.depths.items()))
-        logger.warning(
-            "the images of %s lie at different depths (%s): datasets' imagefolder then adds no label column, so "
-            "class folders are not used as labels (kNN / linear evaluation need them). Put every image directly "
-            "in its class folder to keep the labels.", root, depths,
-        )
     return scan
 
 
-__all__ = ["FolderScan", "check_image_folder", "scan_image_folder"]
+def is_split_layout(root: str | os.PathLike, scan: FolderScan) -> bool:
+    """Whether ``datasets`` should read ``root``: a folder of splits, or one with a metadata file.
+
+    A folder of splits has only split-named folders at its top (``train/``, ``validation/``,
+    ``test/``, ...); one split-named folder beside class folders is a class (logged).
+    """
+    if scan.metadata_files:
+        return True
+    folders = sorted(path.name for path in Path(root).iterdir() if path.is_dir())
+    keywords = _split_keywords()
+    splits = [name for name in folders if name.lower() in keywords]
+    if splits and len(splits) == len(folders):
+        return True
+    if splits:
+        logger.info("%s: the folders %s are read as classes (beside %d other class folders), not as splits", root, splits, len(folders) - len(splits))
+    return False
+
+
+def load_class_folders(root: str | os.PathLike, scan: FolderScan, split: str = "train", streaming: bool = False):
+    """``root/<class>/.../<image>`` as a dataset: ``image`` (``Image``) and, with two or more class
+    folders, ``label`` (a ``ClassLabel`` of the sorted folder names).
+
+    An image's label is its top-level folder, however deep it lies below it. Images directly in
+    ``root`` have no class: with them present there is no label column (logged), as a flat folder
+    of images has none. The folder is one split, ``train``; ``split`` may slice it like
+    ``load_dataset`` does (``"train[:80%]"``, ``"train[100:]"``).
+    """
+    import datasets
+
+    from datasets.arrow_reader import ReadInstruction
+
+    if not scan.paths:
+        raise ValueError(f"image folder {str(root)!r} contains no image files; check the path")
+    paths = sorted(scan.paths)
+    relative = [Path(path).relative_to(root).parts for path in paths]
+    classes = sorted({parts[0] for parts in relative if len(parts) > 1})
+    columns: dict = {"image": paths}
+    features = datasets.Features({"image": datasets.Image()})
+    loose = sum(len(parts) == 1 for parts in relative)
+    if len(classes) > 1 and not loose:
+        columns["label"] = [classes.index(parts[0]) for parts in relative]
+        features["label"] = datasets.ClassLabel(names=classes)
+    elif len(classes) > 1:
+        logger.warning(
+            "%d image(s) lie directly in %s, outside every class folder (e.g. %s): the folder gets no label column "
+            "(kNN / linear evaluation need one). Move them into their class folders to keep the labels.",
+            loose, root, next(path for path, parts in zip(paths, relative) if len(parts) == 1),
+        )
+    try:
+        instructions = ReadInstruction.from_spec(split).to_absolute({"train": len(paths)})
+    except (ValueError, AssertionError) as error:
+        raise ValueError(f"image folder {str(root)!r} has one split, 'train' (a folder of class folders), not {split!r} ({error})") from error
+    rows = [index for instruction in instructions for index in range(instruction.from_, instruction.to)]
+    dataset = datasets.Dataset.from_dict({key: [values[i] for i in rows] for key, values in columns.items()}, features=features, split=datasets.NamedSplit("train"))
+    return dataset.to_iterable_dataset() if streaming else dataset
+
+
+__all__ = ["FolderScan", "check_image_folder", "is_split_layout", "load_class_folders", "scan_image_folder"]

@@ -38,7 +38,7 @@ from PIL import Image
 from safetensors.numpy import load_file
 
 from ..views.base import SAMPLE_INDEX_COLUMN
-from .image_folder import check_image_folder
+from .image_folder import check_image_folder, is_split_layout, load_class_folders
 
 logger = logging.getLogger(__name__)
 
@@ -322,11 +322,16 @@ def load_image_dataset(
     if train_dir is not None:
         if not Path(train_dir).is_dir():
             raise ValueError(f"train_dir {train_dir!r} is not a folder; pass a folder of images (one sub-folder per class)")
-        check_image_folder(train_dir)
-        try:
-            dataset = datasets.load_dataset("imagefolder", data_dir=train_dir, split=split, streaming=streaming, cache_dir=cache_dir)
-        except datasets.data_files.EmptyDatasetError as error:
-            raise ValueError(f"train_dir {train_dir!r} contains no image files ({error}); check the path") from error
+        scan = check_image_folder(train_dir)
+        if not scan.images:
+            raise ValueError(f"train_dir {train_dir!r} contains no image files; check the path")
+        if is_split_layout(train_dir, scan):
+            try:
+                dataset = datasets.load_dataset("imagefolder", data_dir=train_dir, split=split, streaming=streaming, cache_dir=cache_dir)
+            except datasets.data_files.EmptyDatasetError as error:
+                raise ValueError(f"train_dir {train_dir!r} contains no image files ({error}); check the path") from error
+        else:
+            dataset = load_class_folders(train_dir, scan, split, streaming)
         source = f"image folder {train_dir!r}"
     else:
         dataset_name = dataset_name or SAMPLE_NAME

@@ -19,9 +19,33 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ..data.labels import class_index
+from ..safetensors_files import check_safetensors_files
+from ..views.base import describe_bad_image
 from ..views.decode import ImageDecodeError, decode_image
 
 logger = logging.getLogger(__name__)
+
+
+class NonFiniteFeaturesError(ValueError):
+    """A backbone produced NaN or infinite features: every score computed on them would be meaningless."""
+
+
+def check_finite_features(features: torch.Tensor, what: str = "features") -> None:
+    """Raise :class:`NonFiniteFeaturesError` when any row of ``features [N, D]`` holds NaN or inf.
+
+    One NaN feature turns a linear probe's weights to NaN and a kNN vote into noise, and both
+    still return a number; the check comes before either.
+    """
+    finite_rows = torch.isfinite(features).all(dim=-1) if features.ndim == 2 else torch.isfinite(features)
+    if not bool(finite_rows.all()):
+        bad = int((~finite_rows).sum())
+        first = int((~finite_rows).nonzero()[0, 0])
+        raise NonFiniteFeaturesError(
+            f"{bad} of {features.shape[0]} {what} rows are not finite (NaN or inf; the first is row {first}): the backbone's "
+            f"weights are corrupt or its training diverged, and no score on them would mean anything. Check the run's loss "
+            f"curve, or evaluate an earlier checkpoint."
+        )
 
 
 def pretrained_cfg_of(source: Any) -> dict:
@@ -97,6 +121,7 @@ def load_backbone(model_name_or_path: str, random_init: bool = False, seed: int 
     from transformers import AutoConfig, AutoModel
 
     _refuse_pretraining_folder(model_name_or_path)
+    check_safetensors_files(model_name_or_path)
     if not random_init:
         return AutoModel.from_pretrained(model_name_or_path).eval()
     config = AutoConfig.from_pretrained(model_name_or_path)
@@ -150,6 +175,7 @@ def extract_features(
     transform: Optional[Callable] = None,
     device: Union[str, torch.device, None] = None,
     progress: Optional[str] = None,
+    split: Optional[str] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run a frozen backbone over a labelled image dataset.
 
@@ -169,9 +195,14 @@ def extract_features(
             required.
         device: where to run the model; defaults to the model's own device.
         progress: show a progress bar with this label (e.g. ``"train features"``); ``None`` for none.
+        split: the split's name, for error messages.
 
     Returns:
         ``features`` float32 ``[N, D]`` and ``labels`` int64 ``[N]``, on the CPU.
+
+    Raises:
+        ValueError: a label that is not a class index (``None``, negative, a fraction, a string),
+            naming the column and the split; see :func:`~hf_sslviews.data.labels.class_index`.
     """
     if transform is None:
         raise ValueError("extract_features needs a transform; use eval_transform_for(model) for a timm backbone")
@@ -183,7 +214,7 @@ def extract_features(
     device, dtype = _model_device_dtype(model, device)
     if isinstance(model, torch.nn.Module):
         model.eval().to(device)
-    features, labels, skipped = [], [], 0
+    features, labels, skipped, reasons = [], [], 0, []
     batches = dataset.iter(batch_size=batch_size)
     if progress is not None:
         from tqdm.auto import tqdm
@@ -194,20 +225,24 @@ def extract_features(
         for batch in batches:
             pixels, keep = [], []
             for value, label in zip(batch[image_column], batch[label_column]):
+                index = class_index(label, label_column, split)
                 try:
                     pixels.append(transform(decode_image(value)))
-                    keep.append(label)
-                except ImageDecodeError:
+                    keep.append(index)
+                except ImageDecodeError as error:
                     skipped += 1
+                    if len(reasons) < 3:
+                        reasons.append(describe_bad_image(value, error))
             if not pixels:
                 continue
             pixel_values = torch.stack(pixels).to(device=device, dtype=dtype or torch.float32)
             features.append(embed(model, pixel_values).float().cpu())
             labels.append(torch.as_tensor(keep, dtype=torch.int64))
+    why = f"; the first: {' | '.join(reasons)}" if reasons else ""
     if skipped:
-        logger.warning("extract_features skipped %d undecodable image(s)", skipped)
+        logger.warning("extract_features skipped %d undecodable image(s)%s", skipped, why)
     if not features:
-        raise ValueError(f"no features extracted: the dataset is empty or none of its {skipped} image(s) could be decoded")
+        raise ValueError(f"no features extracted: the dataset is empty or none of its {skipped} image(s) could be decoded{why}")
     return torch.cat(features), torch.cat(labels)
 
 
@@ -268,4 +303,4 @@ def cached_features(
     return features, labels
 
 
-__all__ = ["cached_features", "embed", "eval_transform_for", "extract_features", "load_backbone", "pretrained_cfg_of", "weights_fingerprint"]
+__all__ = ["NonFiniteFeaturesError", "cached_features", "check_finite_features", "embed", "eval_transform_for", "extract_features", "load_backbone", "pretrained_cfg_of", "weights_fingerprint"]

@@ -33,6 +33,7 @@ from torchvision.transforms import InterpolationMode, v2
 from timm.data import auto_augment as timm_auto_augment
 from timm.data.mixup import Mixup, mixup_target
 
+from ..data.labels import check_label_column, class_index
 from ..views.decode import ImageDecodeError, decode_image
 from .features import pretrained_cfg_of
 from .linear_probe import top1_top5
@@ -44,15 +45,18 @@ RANDAUGMENT_POLICY = "rand-m9-mstd0.5-inc1"  # DeiT / timm's ImageNet fine-tunin
 AUGMENTED_KEY = "augmented"  # marks examples made by a training transform: only their batches get mixed
 
 
-def class_labels(dataset, label_column: str = "label") -> tuple[int, dict[int, str], dict[str, int]]:
+def class_labels(dataset, label_column: str = "label", *others) -> tuple[int, dict[int, str], dict[str, int]]:
     """``num_labels``, ``id2label`` and ``label2id`` of a labelled dataset.
 
     A ``ClassLabel`` column gives its names; a plain integer column gives names ``"0"``, ``"1"``, ...
-    up to its largest value.
+    up to the largest value of ``dataset`` and of ``others`` (the evaluation split: a class that only
+    it holds still needs an output of the head). Labels that are not class indices are refused
+    (:func:`~hf_sslviews.data.labels.check_label_column`).
 
     Args:
         dataset: a ``datasets.Dataset``.
         label_column: the label column's name.
+        others: further splits of the same data.
 
     Returns:
         ``(num_labels, id2label, label2id)``.
@@ -60,12 +64,13 @@ def class_labels(dataset, label_column: str = "label") -> tuple[int, dict[int, s
     columns = getattr(dataset, "column_names", None) or []
     if label_column not in columns:
         raise ValueError(f"column {label_column!r} not found; the dataset has columns {sorted(columns)}. Pass the right one with --label_column_name.")
+    check_label_column(dataset, label_column)
     feature = dataset.features[label_column]
     names = list(getattr(feature, "names", None) or [])
     if not names:
-        values = dataset.unique(label_column)
-        if not values or min(values) < 0:
-            raise ValueError(f"column {label_column!r} must hold class indices >= 0 (or be a ClassLabel), got {sorted(values)[:5]}...")
+        values = [value for split in (dataset, *others) for value in split.unique(label_column)]
+        if not values:
+            raise ValueError(f"column {label_column!r} holds no labels")
         names = [str(i) for i in range(int(max(values)) + 1)]
     id2label = dict(enumerate(names))
     return len(names), id2label, {name: i for i, name in id2label.items()}
@@ -214,7 +219,7 @@ class ClassificationTransform:
             except ImageDecodeError as error:
                 logger.debug("skipping an undecodable image: %s", error)
                 pixel_values.append(None)
-        output = {"pixel_values": pixel_values, "labels": [int(label) for label in batch[self.label_column]]}
+        output = {"pixel_values": pixel_values, "labels": [class_index(label, self.label_column) for label in batch[self.label_column]]}
         if self.training:
             output[AUGMENTED_KEY] = [True] * len(pixel_values)
         return output

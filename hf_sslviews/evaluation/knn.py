@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 
-from .features import extract_features
+from .features import check_finite_features, extract_features
 from .metrics import load_metric
 
 logger = logging.getLogger(__name__)
@@ -64,6 +64,8 @@ def weighted_knn_predict(
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if train_labels.numel() and (train_labels.min() < 0 or train_labels.max() >= num_classes):
         raise ValueError(f"train labels must lie in [0, {num_classes}), got [{int(train_labels.min())}, {int(train_labels.max())}]")
+    check_finite_features(train_features, "training feature")
+    check_finite_features(test_features, "test feature")
     train = F.normalize(train_features.float(), dim=1)
     test = F.normalize(test_features.float(), dim=1)
     train_labels = train_labels.long().to(train.device)
@@ -112,6 +114,12 @@ def knn_accuracy(
         raise ValueError("no test features: cannot compute an accuracy over zero examples")
     if num_classes is None:
         num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    if test_labels.min() < 0 or test_labels.max() >= num_classes:
+        # A test label outside the classes can never be predicted: the accuracy would be a silent 0.
+        raise ValueError(
+            f"test labels must lie in [0, {num_classes}), got [{int(test_labels.min())}, {int(test_labels.max())}]"
+            + (" (-1 marks an unlabelled example: score on a labelled split)" if test_labels.min() < 0 else "")
+        )
     scores = weighted_knn_predict(train_features, train_labels, test_features, num_classes, k, temperature, batch_size)
     test_labels = test_labels.long().to(scores.device)
     top1 = load_metric("accuracy").compute(predictions=scores.argmax(dim=1).tolist(), references=test_labels.tolist())["accuracy"]
@@ -157,8 +165,8 @@ def run_knn_evaluation(
     if num_classes is None:
         feature = (getattr(train_dataset, "features", None) or {}).get(label_column)
         num_classes = getattr(feature, "num_classes", None)
-    train_features, train_labels = extract_features(model, train_dataset, image_column, label_column, batch_size, transform, device, "train features" if progress else None)
-    test_features, test_labels = extract_features(model, test_dataset, image_column, label_column, batch_size, transform, device, "test features" if progress else None)
+    train_features, train_labels = extract_features(model, train_dataset, image_column, label_column, batch_size, transform, device, "train features" if progress else None, split="train")
+    test_features, test_labels = extract_features(model, test_dataset, image_column, label_column, batch_size, transform, device, "test features" if progress else None, split="test")
     results = {
         f"k={k}": knn_accuracy(train_features, train_labels, test_features, test_labels, num_classes, k, temperature)
         for k in ks

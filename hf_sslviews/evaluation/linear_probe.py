@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 
-from .features import cached_features, extract_features
+from .features import cached_features, check_finite_features, extract_features
 from .metrics import load_metric
 
 logger = logging.getLogger(__name__)
@@ -78,6 +78,7 @@ def _check_inputs(features: torch.Tensor, labels: torch.Tensor, num_classes: int
         raise ValueError(f"features must be a non-empty [N, D] tensor, got shape {tuple(features.shape)}")
     if labels.shape != (features.shape[0],):
         raise ValueError(f"labels must have shape [{features.shape[0]}], got {tuple(labels.shape)}")
+    check_finite_features(features, "training feature")
     if labels.min() < 0 or labels.max() >= num_classes:
         raise ValueError(f"labels must lie in [0, {num_classes}), got [{int(labels.min())}, {int(labels.max())}]")
     if weight_decay < 0 or not math.isfinite(weight_decay):
@@ -226,6 +227,7 @@ def fit_linear_probe(
         raise ValueError("weight_decays is empty; give at least one L2 strength, e.g. --weight_decays 1e-4")
     if solver == "sgd":
         solver_kwargs.setdefault("seed", seed)
+    check_finite_features(features, "training feature")  # before standardising spreads one NaN to every row
     mean, std = standardization(features.double() if solver == "lbfgs" else features.float())
     standardized = (features.to(mean) - mean) / std
     info: dict[str, Any] = {"sweep": {}, "num_val": 0}
@@ -323,9 +325,10 @@ def run_linear_probe(
         key = {**(cache_key or {}), "split_role": name, "transform": repr(transform)}
         features[name] = cached_features(
             feature_cache, name, key,
-            lambda dataset=dataset, name=name: extract_features(model, dataset, image_column, label_column, batch_size, transform, device, f"{name} features" if progress else None),
+            lambda dataset=dataset, name=name: extract_features(model, dataset, image_column, label_column, batch_size, transform, device, f"{name} features" if progress else None, split=name),
         )
     (train_x, train_y), (test_x, test_y) = features["train"], features["test"]
+    check_finite_features(test_x, "test feature")
     if num_classes is None:
         num_classes = int(max(train_y.max(), test_y.max())) + 1
     if test_y.numel() and (test_y.min() < 0 or test_y.max() >= num_classes):

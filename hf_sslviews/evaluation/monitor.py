@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional
 
 from transformers import TrainerCallback
 
-from .features import eval_transform_for, extract_features
+from .features import NonFiniteFeaturesError, eval_transform_for, extract_features
 from .knn import knn_accuracy
 
 logger = logging.getLogger(__name__)
@@ -178,7 +178,13 @@ class KNNMonitorCallback(TrainerCallback):
         self._last_step = state.global_step
         started = time.perf_counter()
         train_seconds = started - self._train_start - monitors_seconds(self._trainer) if self._train_start is not None else None
-        metrics = self.evaluate(model)
+        try:
+            metrics = self.evaluate(model)
+        except NonFiniteFeaturesError as error:
+            # A diverged run: no kNN number is meaningful, and stopping the training is the user's call.
+            self.monitor_seconds += time.perf_counter() - started
+            logger.warning("step %d: kNN monitor skipped: %s", state.global_step, error)
+            return
         self.monitor_seconds += time.perf_counter() - started
         self.history.append({"step": state.global_step, "train_seconds": train_seconds, **metrics})
         logger.info("step %d: kNN (k=%d) %s", state.global_step, self.k, metrics)

@@ -22,6 +22,36 @@ def method_title(method: str) -> str:
     return recipe.title if recipe is not None and recipe.title else method
 
 
+def _get(config, key: str, default=None):
+    return config.get(key, default) if isinstance(config, dict) else getattr(config, key, default)
+
+
+def describe_architecture(config, num_features: Optional[int] = None) -> str:
+    """The backbone as built, not as its timm name suggests: the name, the arguments that changed
+    it, the input size (and the feature width). ``vit_tiny_patch16_224`` alone reads as ViT-Tiny/16
+    at 224 px for a 4-block network with 4 px patches at 28 px."""
+    changes = {key: value for key, value in (_get(config, "backbone_kwargs") or {}).items() if key != "pretrained"}
+    details = [f"changed to {', '.join(f'{key}={value}' for key, value in sorted(changes.items()))}"] if changes else []
+    details.append(f"{_get(config, 'image_size')} px input")
+    if num_features:
+        details.append(f"{num_features}-d features")
+    return f"`{_get(config, 'backbone')}` ({'; '.join(details)})"
+
+
+def architecture_variant(config) -> str:
+    """The changed geometry as a name suffix (``-depth4-patch4-28px``); empty for the timm model as named."""
+    kwargs = _get(config, "backbone_kwargs") or {}
+    parts = [f"{label}{kwargs[key]}" for key, label in (("depth", "depth"), ("embed_dim", "dim"), ("patch_size", "patch")) if key in kwargs]
+    if parts or "img_size" in kwargs:
+        parts.append(f"{_get(config, 'image_size')}px")
+    return "".join(f"-{part}" for part in parts)
+
+
+def _without_citation(text: str) -> str:
+    """A method card's text without its ``## Citation`` section: the card template has the one citation section."""
+    return re.sub(r"\n## Citation\n.*?(?=\n## |\Z)", "\n", text, flags=re.S).rstrip() + "\n"
+
+
 def method_section(method: str, config=None) -> str:
     """The method's own card text (``model_cards/<method>.md``), rendered with the run's ``config``.
 
@@ -31,7 +61,8 @@ def method_section(method: str, config=None) -> str:
     path = resources.files("hf_sslviews.model_cards") / f"{method}.md"
     if not path.is_file():
         return ""
-    return jinja2.Template(path.read_text(), undefined=jinja2.StrictUndefined).render(config=config) if config is not None else path.read_text()
+    text = jinja2.Template(path.read_text(), undefined=jinja2.StrictUndefined).render(config=config) if config is not None else path.read_text()
+    return _without_citation(text)
 
 
 def dataset_reference(dataset_name: Optional[str] = None, train_dir: Optional[str] = None) -> tuple[Optional[str], str]:
@@ -118,6 +149,7 @@ def render_model_card(
         model_name=repo_id.split("/")[-1],
         repo_id=repo_id,
         backbone=config.backbone,
+        architecture=describe_architecture(config, model.backbone.num_features),
         method_title=method_title(method),
         num_features=model.backbone.num_features,
         image_size=config.image_size,
@@ -165,9 +197,9 @@ def retarget_card(card_text: str, repo_id: str) -> str:
 
 
 def default_repo_id(config) -> str:
-    """``<method>-<backbone>``: the local name ``run_pretrain.py`` uses without ``--hub_model_id``."""
-    get = config.get if isinstance(config, dict) else lambda key: getattr(config, key)
-    return f"{str(get('model_type')).removeprefix('sslviews_')}-{get('backbone')}"
+    """``<method>-<backbone><variant>``: the local name ``run_pretrain.py`` uses without ``--hub_model_id``
+    (``aps-vit_tiny_patch16_224-depth4-patch4-28px``; see :func:`architecture_variant`)."""
+    return f"{str(_get(config, 'model_type')).removeprefix('sslviews_')}-{_get(config, 'backbone')}{architecture_variant(config)}"
 
 
 def read_run_metadata(model_dir: str | os.PathLike) -> dict:
@@ -247,6 +279,7 @@ def render_pretraining_card(config: dict, repo_id: str, backbone_repo_id: str, r
         repo_id=repo_id,
         backbone_repo_id=backbone_repo_id,
         backbone=config.get("backbone"),
+        architecture=describe_architecture(config),
         method=method,
         method_title=method_title(method),
         model_type=config["model_type"],

@@ -27,6 +27,7 @@ from safetensors import SafetensorError
 from transformers import AutoModelForPreTraining, PretrainedConfig
 
 from ..modeling import PRETRAINING_MODELS
+from ..safetensors_files import check_safetensors_files
 
 _MODEL_TYPE_PREFIX = "sslviews_"
 _SHOWN = 8  # names listed per kind of problem; the rest are counted
@@ -88,6 +89,7 @@ def load_pretraining_model(path: Union[str, os.PathLike], strict: bool = True, *
         if fixed in kwargs:
             raise ValueError(f"load_pretraining_model sets {fixed} itself; do not pass it")
     config_file = Path(path) / "config.json"
+    check_safetensors_files(path)
     if config_file.is_file():
         try:
             model_type = json.loads(config_file.read_text()).get("model_type")

@@ -13,6 +13,7 @@ import inspect
 import json
 import logging
 import math
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
@@ -33,7 +34,7 @@ logger = logging.getLogger("hf_sslviews")
 
 @dataclass
 class ModelArguments:
-    method: Optional[str] = field(default=None, metadata={"help": f"SSL method: one of {sorted(RECIPES)}. Default: the preset's method, else {DEFAULT_METHOD}."})
+    method: Optional[str] = field(default=None, metadata={"help": f"SSL method: one of {sorted(RECIPES)}. Default: the preset's method, else {DEFAULT_METHOD}. --list_options METHOD lists the method's own options (config fields for --config_overrides, view arguments for --view_kwargs), documented."})
     preset: Optional[str] = field(
         default=None,
         metadata={"help": "Named recipe setting config, views and training flags (e.g. mocov3_tiny, mocov3_cifar_vit_small); --list_presets lists them all. Explicit flags override it. Default: the method's small CPU preset."},
@@ -111,6 +112,23 @@ class EvalArguments:
         metadata={"help": "Every N optimizer steps, log RankMe, alignment and uniformity of the backbone on a fixed set of training images: a quality signal that needs no labels, with a warning when the embedding collapses. -1 (default): the kNN monitor's cadence, else 10 times in a run of at least 100 steps; 0: only at the end."},
     )
     embedding_quality_images: int = field(default=1024, metadata={"help": "Training images (the first N of the split) the label-free measures use."})
+
+    def __post_init__(self):
+        # Checked when the flags are parsed: a bad value found by the evaluation after training costs the run.
+        if self.knn_k < 1:
+            raise ValueError(f"--knn_k must be at least 1 neighbour, got {self.knn_k}")
+        if not (math.isfinite(self.knn_temperature) and self.knn_temperature > 0):
+            raise ValueError(f"--knn_temperature must be a positive number, got {self.knn_temperature}")
+        for name in ("knn_max_train_samples", "knn_max_test_samples"):
+            if (getattr(self, name) or 0) < 0:
+                raise ValueError(f"--{name} must be a number of images >= 0 (0 = all), got {getattr(self, name)}")
+        if self.knn_max_train_samples and self.knn_k > self.knn_max_train_samples:
+            raise ValueError(f"--knn_k {self.knn_k} is more than the {self.knn_max_train_samples} images of the kNN memory (--knn_max_train_samples); lower --knn_k")
+        for name in ("knn_monitor_steps", "knn_monitor_max_train_samples", "knn_monitor_max_test_samples", "embedding_quality_images"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
+        if self.embedding_quality_images < 2:
+            raise ValueError(f"--embedding_quality_images must be >= 2, got {self.embedding_quality_images}")
 
 
 @dataclass
@@ -266,6 +284,69 @@ def config_and_starting_weights(recipe, preset: Preset, model_args: ModelArgumen
     check_config_fields(recipe.config_class, overrides)
     fields.update(overrides)
     return recipe.config_class(**fields), weights
+
+
+def _documented_arguments(klass) -> dict[str, str]:
+    """``name -> text`` of the ``Args:`` section of a class docstring (Google style), lines joined."""
+    documented: dict[str, str] = {}
+    lines = (inspect.getdoc(klass) or "").splitlines()
+    inside, name = False, None
+    for line in lines:
+        if line.strip() == "Args:":
+            inside = True
+            continue
+        if not inside:
+            continue
+        if line and not line.startswith(" "):
+            inside, name = False, None  # the next section (a docstring may hold several Args: blocks)
+            continue
+        entry = re.match(r"^    (\w+): (.*)$", line)
+        if entry:
+            name, documented[entry[1]] = entry[1], entry[2].strip()
+        elif name and line.startswith("        "):
+            documented[name] += " " + line.strip()
+    return documented
+
+
+def method_options(method: str) -> str:
+    """What ``--list_options METHOD`` prints: every config field (``--config_overrides``) and view
+    argument (``--view_kwargs``) of the method, with the default preset's value and its documentation."""
+    import textwrap
+
+    recipe = get_recipe(method)
+    preset_name = recipe.default_preset
+    preset = recipe.presets[preset_name]
+    config = recipe.config_class(**preset.config)
+    documented: dict[str, str] = {}
+    for klass in reversed(recipe.config_class.__mro__):
+        if not klass.__module__.startswith("transformers"):
+            documented.update(_documented_arguments(klass))
+    wrap = lambda text: textwrap.fill(text, width=110, initial_indent="      ", subsequent_indent="      ")  # noqa: E731
+    lines = [f"{recipe.title or method} ({recipe.config_class.__name__}): set with --config_overrides '{{\"name\": value}}'; values of preset {preset_name}"]
+    for name in config_parameters(recipe.config_class):
+        lines.append(f"  {name} = {json.dumps(getattr(config, name, None), default=str)}")
+        if documented.get(name):
+            lines.append(wrap(documented[name]))
+    views = recipe.build_views(config, image_column="image", **preset.views)
+    lines += ["", f"views: set with --view_kwargs '{{\"name\": value}}' (the view size comes from image_size); values of preset {preset_name}"]
+    builder = inspect.signature(recipe.build_views).parameters
+    for name, parameter in builder.items():
+        if name not in ("config", "image_column") and parameter.kind not in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
+            lines.append(f"  {name} = {json.dumps(preset.views.get(name, parameter.default), default=str)}")
+    # The builder's other keys go to the view class (APS) or to every view's ViewAugmentation (the rest).
+    from ..views import MultiViewTransform, ViewAugmentation
+
+    target = ViewAugmentation if isinstance(views, MultiViewTransform) else type(views)
+    target_docs = _documented_arguments(target)
+    lines.append(f"  and any argument of {target.__name__}:")
+    for name, parameter in inspect.signature(target.__init__).parameters.items():
+        if name in ("self", "image_column", "size") or name in builder or parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
+            continue
+        value = preset.views.get(name, getattr(views, name, parameter.default) if isinstance(views, target) else parameter.default)
+        lines.append(f"  {name} = {'required' if value is inspect.Parameter.empty else json.dumps(value, default=str)}")
+        if target_docs.get(name):
+            lines.append(wrap(target_docs[name]))
+    return "\n".join(lines)
 
 
 def config_parameters(config_class) -> dict[str, inspect.Parameter]:

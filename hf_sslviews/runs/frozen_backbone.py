@@ -11,6 +11,7 @@ from typing import Optional, Sequence, TypeVar
 import datasets
 import torch
 
+from ..data.labels import check_label_column, encode_string_labels
 from ..evaluation.features import load_backbone
 from .arguments import DataSourceArguments, parse_flags_or_json
 
@@ -36,6 +37,13 @@ class FrozenBackboneArguments(DataSourceArguments):
     device: Optional[str] = field(default=None, metadata={"help": "Device ('cpu', 'cuda'); default: cuda if available."})
     seed: int = field(default=0, metadata={"help": "Seed of the random initialisation with --random_init (and of any randomness of the evaluation)."})
     output_file: Optional[str] = field(default=None, metadata={"help": "Write the results (and these arguments) to this JSON file."})
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ValueError(f"--batch_size must be at least 1 image, got {self.batch_size}")
+        for name in ("max_train_samples", "max_test_samples", "max_eval_samples"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be a positive number of examples, got {getattr(self, name)}")
 
 
 def parse_arguments(dataclass_type: type[T], argv: Optional[Sequence[str]] = None) -> T:
@@ -76,8 +84,18 @@ def load_labelled_splits(
     With ``train_val_split`` the test side is that fraction of ``train_split``, held out
     (stratified by label when the column is a ``ClassLabel``, seeded) and never trained on: the
     validation split on which a recipe is chosen, and the way to score a source with one split.
-    Without it, ``test_split`` must exist, or the error names both ways out.
+    Without it, ``test_split`` must exist, or the error names both ways out. String class names
+    become one ``ClassLabel`` shared by both sides, and every label is checked to be a class index
+    before any work is done (a test split published without labels is refused with its name).
     """
+    train, test = _load_two_splits(source, train_split, test_split, train_val_split, seed, max_train_samples, max_test_samples)
+    train, test = encode_string_labels(train, test, source.label_column_name)
+    for dataset, split in ((train, train_split), (test, test_split if train_val_split is None else f"{train_split} (held out)")):
+        check_label_column(dataset, source.label_column_name, split)
+    return train, test
+
+
+def _load_two_splits(source, train_split, test_split, train_val_split, seed, max_train_samples, max_test_samples):
     if train_val_split is not None:
         if not 0 < train_val_split < 1:
             raise ValueError(f"--train_val_split is the held-out fraction of the training split, in (0, 1); got {train_val_split}")

@@ -25,10 +25,31 @@ IDENTITY_FILE = "run_identity.json"
 _VOLATILE_CONFIG_KEYS = ("transformers_version", "architectures", "dtype", "torch_dtype")
 
 
-def run_identity(method: str, config, data: dict[str, Any]) -> dict[str, Any]:
-    """What makes two runs the same run: the method, its model config, the training data."""
+# Training arguments a resumed run must keep: changing one mid-run gives a model that neither
+# setting describes, and a card that states one value for the whole run. Not max_steps /
+# num_train_epochs: extending a finished run is a resume that means what it says.
+RESUME_INVARIANT_ARGUMENTS = (
+    "per_device_train_batch_size", "gradient_accumulation_steps", "world_size", "seed",
+    "learning_rate", "weight_decay", "lr_scheduler_type", "optim", "optim_recipe",
+)
+
+
+def run_identity(method: str, config, data: dict[str, Any], training_args: Any = None) -> dict[str, Any]:
+    """What makes two runs the same run: the method, its model config, the training data and the
+    training arguments of :data:`RESUME_INVARIANT_ARGUMENTS` (batch, seed, optimiser)."""
     fields = {key: value for key, value in config.to_diff_dict().items() if key not in _VOLATILE_CONFIG_KEYS and not key.startswith("_")}
-    return {"method": method, "config": json.loads(json.dumps(fields, default=str)), "data": data}
+    identity = {"method": method, "config": json.loads(json.dumps(fields, default=str)), "data": data}
+    if training_args is not None:
+        identity["training"] = json.loads(json.dumps({name: getattr(training_args, name, None) for name in RESUME_INVARIANT_ARGUMENTS}, default=str))
+    return identity
+
+
+def _comparable(previous: dict, identity: dict) -> dict:
+    """``previous`` limited to what this version records: a run folder written before the training
+    arguments were part of the identity is compared on what it has."""
+    if "training" not in previous:
+        return {key: value for key, value in identity.items() if key != "training"}
+    return {**identity, "training": {key: identity["training"].get(key) for key in previous["training"]}}
 
 
 def _occupant(folder: Path) -> Optional[str]:
@@ -79,17 +100,19 @@ def prepare_output_dir(output_dir: str | os.PathLike, identity: dict[str, Any], 
     previous_file = folder / IDENTITY_FILE
     previous = json.loads(previous_file.read_text()) if previous_file.exists() else None
     if resume:
-        if previous is not None and previous != identity:
-            changes = "; ".join(_differences(previous, identity)[:6])
+        if previous is not None and previous != _comparable(previous, identity):
+            changes = "; ".join(_differences(previous, _comparable(previous, identity))[:6])
             raise ValueError(
                 f"--resume_from_checkpoint: {folder} holds another run ({changes}). Resume with the arguments of that run, "
                 f"or start this one in another --output_dir."
             )
     elif occupant is not None:
         if not overwrite:
+            checkpoints = any(path.is_dir() for path in folder.glob("checkpoint-*"))
+            resume_hint = "Pass --resume_from_checkpoint last to continue it, " if checkpoints else "It saved no checkpoint to resume from: pass "
             raise ValueError(
-                f"--output_dir {folder} already holds a run ({occupant}). Pass --resume_from_checkpoint last to continue it, "
-                f"--overwrite_output_dir to replace it, or another --output_dir."
+                f"--output_dir {folder} already holds a run ({occupant}). {resume_hint}"
+                "--overwrite_output_dir to replace it, or another --output_dir."
             )
         for path in folder.glob("checkpoint-*"):
             if path.is_dir():
@@ -103,6 +126,12 @@ def check_checkpoint_method(checkpoint: str | os.PathLike, model_type: str) -> N
     if not config_file.is_file():
         raise ValueError(f"--resume_from_checkpoint {checkpoint}: no config.json there; it is not a checkpoint-N folder of a run")
     saved = json.loads(config_file.read_text()).get("model_type")
+    if saved == "timm_wrapper":
+        raise ValueError(
+            f"--resume_from_checkpoint {checkpoint} is an exported backbone, not a checkpoint: it has no heads, optimizer or "
+            f"step to resume. Resume from a run's checkpoint-N folder, or start a new run from these weights with "
+            f"--backbone local-dir:{checkpoint}"
+        )
     if saved != model_type:
         raise ValueError(
             f"--resume_from_checkpoint {checkpoint} holds a {saved} model, but this run builds a {model_type}; "
@@ -110,4 +139,18 @@ def check_checkpoint_method(checkpoint: str | os.PathLike, model_type: str) -> N
         )
 
 
-__all__ = ["IDENTITY_FILE", "check_checkpoint_method", "prepare_output_dir", "run_identity"]
+def check_resumed_run(checkpoint: str | os.PathLike, identity: dict[str, Any]) -> None:
+    """A checkpoint of another run's folder must come from a run like this one (see :func:`run_identity`)."""
+    identity_file = Path(checkpoint).parent / IDENTITY_FILE
+    if not identity_file.is_file():
+        return
+    previous = json.loads(identity_file.read_text())
+    if previous != _comparable(previous, identity):
+        changes = "; ".join(_differences(previous, _comparable(previous, identity))[:6])
+        raise ValueError(
+            f"--resume_from_checkpoint {checkpoint} belongs to another run ({changes}). Resume with the arguments of that run, "
+            f"or start this one without --resume_from_checkpoint."
+        )
+
+
+__all__ = ["IDENTITY_FILE", "check_resumed_run", "RESUME_INVARIANT_ARGUMENTS", "check_checkpoint_method", "prepare_output_dir", "run_identity"]

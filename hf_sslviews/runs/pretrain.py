@@ -22,7 +22,7 @@ from ..data.sources import prepare_for_views
 from ..data.streaming import attach_views, configure_streaming
 from ..evaluation.monitor import monitors_seconds
 from ..evaluation.online_probe import add_online_linear_probe
-from ..methods import get_recipe
+from ..methods import RECIPES, get_recipe
 from ..publish.cards import dataset_reference, default_repo_id, render_model_card
 from ..publish.export import export_backbone
 from ..publish.hub import push_run
@@ -36,16 +36,18 @@ from .arguments import (
     ModelArguments,
     config_and_starting_weights,
     json_file_to_flags,
+    method_options,
     parse_flags_or_json,
     parse_json_arg,
     preset_flags,
     preset_table,
     resolve_preset,
 )
-from .output_dir import check_checkpoint_method, prepare_output_dir, run_identity
+from .output_dir import check_checkpoint_method, check_resumed_run, prepare_output_dir, run_identity
 from .starting_weights import load_starting_weights
 
 logger = logging.getLogger("hf_sslviews")
+KNN_HELD_OUT_FRACTION = 0.1  # of a one-split labelled data set, for the final kNN's queries
 
 
 def parse_args(argv: Optional[Sequence[str]] = None):
@@ -53,6 +55,12 @@ def parse_args(argv: Optional[Sequence[str]] = None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--list_presets" in argv:
         print(preset_table())
+        raise SystemExit(0)
+    if "--list_options" in argv:
+        position = argv.index("--list_options")
+        if position + 1 >= len(argv) or argv[position + 1] not in RECIPES:
+            raise ValueError(f"--list_options needs a method: one of {sorted(RECIPES)}")
+        print(method_options(argv[position + 1]))
         raise SystemExit(0)
     # The preset is read from the user's flags (or file) before the preset's flags are put first.
     method, preset_name = resolve_preset(json_file_to_flags(argv[0]) if len(argv) == 1 and argv[0].endswith(".json") else argv)
@@ -137,12 +145,14 @@ def run_pretraining(model_args: ModelArguments, data_args: DataArguments, eval_a
         resume = get_last_checkpoint(training_args.output_dir)
         if resume is None:
             raise ValueError(f"--resume_from_checkpoint last: no checkpoint-N folder in {training_args.output_dir}")
+    data = {key: getattr(data_args, key) for key in ("dataset_name", "dataset_config_name", "train_dir", "train_split", "max_train_samples")}
+    identity = run_identity(recipe.name, model.config, data, training_args)
     if resume:
         check_checkpoint_method(resume, model.config.model_type)
+        check_resumed_run(resume, identity)
     if training_args.process_index == 0:
         # One writer; the other processes follow rank 0, which stops the launch if the folder is wrong.
-        data = {key: getattr(data_args, key) for key in ("dataset_name", "dataset_config_name", "train_dir", "train_split", "max_train_samples")}
-        prepare_output_dir(training_args.output_dir, run_identity(recipe.name, model.config, data), resume=bool(resume), overwrite=training_args.overwrite_output_dir)
+        prepare_output_dir(training_args.output_dir, identity, resume=bool(resume), overwrite=training_args.overwrite_output_dir)
         if not training_args.overwrite_output_dir:
             claim_folder(Path(training_args.output_dir) / "backbone")  # the export at the end would refuse it: say so now, not after training
 
@@ -280,8 +290,6 @@ def _add_embedding_quality_monitor(trainer, train_split, data_args: DataArgument
     from ..evaluation.embedding_quality import add_embedding_quality_monitor
     from ..evaluation.monitor import eval_transform_for_config
 
-    if eval_args.embedding_quality_images < 2:
-        raise ValueError(f"--embedding_quality_images must be >= 2, got {eval_args.embedding_quality_images}")
     every = eval_args.embedding_quality_steps
     if every < 0:
         every = eval_args.knn_monitor_steps or (training_args.max_steps // 10 if training_args.max_steps >= 100 else 0)
@@ -306,12 +314,12 @@ def _knn_report(backbone_dir: Path, data_args: DataArguments, eval_args: EvalArg
 
     limits = {"train": eval_args.knn_max_train_samples or None, "test": eval_args.knn_max_test_samples or None}
     try:
-        splits = {
-            name: data_args.load(split, max_samples=limit)
-            for name, split, limit in (("train", eval_args.knn_train_split, limits["train"]), ("test", eval_args.knn_test_split, limits["test"]))
-        }
+        splits = _knn_splits(data_args, eval_args, limits)
     except (ValueError, KeyError) as error:
-        logger.warning("kNN evaluation skipped (it needs labelled train and test splits): %s", error)
+        logger.warning(
+            "kNN evaluation skipped: %s. Without labels the run's quality signal is RankMe / alignment / uniformity "
+            "(results.json, the model card); with a labelled folder of class sub-folders the kNN runs on a held-out part of it.", error,
+        )
         return None
     transform = eval_transform_for(str(backbone_dir))
     logger.info(
@@ -333,6 +341,30 @@ def _knn_report(backbone_dir: Path, data_args: DataArguments, eval_args: EvalArg
         print("This is a minutes-long smoke run on the embedded sample. The reference protocol (full Fashion-MNIST, every method, "
               "3 seeds, linear probe, learning curves): python scripts/benchmark_quality.py --suite cpu\n")
     return report
+
+
+def _knn_splits(data_args: DataArguments, eval_args: EvalArguments, limits: dict) -> dict:
+    """The final kNN's memory and queries: the two named splits, or, for data with one split (an
+    image folder of class sub-folders), a held-out part of it (stratified by class, seeded)."""
+    train = data_args.load(eval_args.knn_train_split, max_samples=None)
+    if data_args.label_column_name not in (train.column_names or []):
+        raise ValueError(f"the data has no {data_args.label_column_name!r} column (columns: {sorted(train.column_names or [])})")
+    try:
+        test = data_args.load(eval_args.knn_test_split, max_samples=limits["test"])
+    except ValueError as error:
+        if "split" not in str(error).lower() or not isinstance(train.features.get(data_args.label_column_name), datasets.ClassLabel):
+            raise
+        parts = train.train_test_split(test_size=KNN_HELD_OUT_FRACTION, seed=0, stratify_by_column=data_args.label_column_name)
+        train, test = parts["train"], parts["test"]
+        logger.info(
+            "the data has no %r split: the final kNN classifies a held-out %d%% of %r (%d images, stratified by class), "
+            "which pretraining saw without labels", eval_args.knn_test_split, round(100 * KNN_HELD_OUT_FRACTION), eval_args.knn_train_split, len(test),
+        )
+        if limits["test"]:
+            test = test.select(range(min(limits["test"], len(test))))
+    if limits["train"]:
+        train = train.select(range(min(limits["train"], len(train))))
+    return {"train": train, "test": test}
 
 
 def flattened_pixels(pixel_values):

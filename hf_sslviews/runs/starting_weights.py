@@ -23,6 +23,8 @@ from typing import Any, Optional
 import timm
 from timm.models import _hub as timm_hub
 
+from ..safetensors_files import check_safetensors_files
+
 logger = logging.getLogger(__name__)
 
 SOURCE_PREFIXES = ("hf-hub:", "local-dir:")
@@ -55,6 +57,7 @@ def starting_weights(backbone: str, backbone_kwargs: Optional[dict[str, Any]]) -
         pretrained_cfg, architecture, model_args = timm_hub.load_model_config_from_hf(repo_id)
         return StartingWeights(backbone, architecture, dict(model_args or {}), repo_id)
     if backbone.startswith("local-dir:"):
+        check_safetensors_files(backbone.removeprefix("local-dir:"))
         pretrained_cfg, architecture, model_args = timm_hub.load_model_config_from_path(backbone.removeprefix("local-dir:"))
         return StartingWeights(backbone, architecture, dict(model_args or {}), None)
     if kwargs.get("pretrained"):

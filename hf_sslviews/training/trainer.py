@@ -9,6 +9,7 @@ resume, DDP / FSDP, ``report_to`` and ``push_to_hub`` are the stock machinery.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import os
@@ -19,7 +20,7 @@ import torch
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from ..data.collator import batch_rows, keep_first_rows
+from ..data.collator import SKIPPED_REASONS_KEY, batch_rows, keep_first_rows
 from ..data.labels import WithLabels
 from ..data.streaming import attached_transform
 from ..evaluation.online_probe import training_features
@@ -32,6 +33,7 @@ from .safetensors_state import check_resumable
 from .trainer_state_files import SafetensorsStateMixin
 
 logger = logging.getLogger(__name__)
+SKIPPED_REASONS_KEPT = 3  # reasons of undecodable images quoted in the warning and the error
 
 
 @dataclass
@@ -113,6 +115,11 @@ class SSLTrainingArguments(TrainingArguments):
                 raise ValueError(f"--aps_chunks_per_batch {self.aps_chunks_per_batch} and --steps_per_batch {self.steps_per_batch} disagree; give --steps_per_batch only")
             logger.warning("--aps_chunks_per_batch is now --steps_per_batch; the old name still works")
             self.steps_per_batch = self.aps_chunks_per_batch
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"--seed must lie in [0, 2**32 - 1] (numpy's seed range), got {self.seed}")
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be at least 1 image, got {getattr(self, name)}")
         if self.gradient_accumulation_steps < 1:
             raise ValueError(f"--gradient_accumulation_steps must be at least 1, got {self.gradient_accumulation_steps}")
         if self.fp16 and (self.use_cpu or not _has_accelerator()):
@@ -229,6 +236,12 @@ class SSLTrainer(SafetensorsStateMixin, Trainer):
             raise ValueError("--photometric_on_device needs a training set with an hf_sslviews view transform (with_transform or attach_views)")
         if self.args.steps_per_batch is not None and self.args.steps_per_batch < 1:
             raise ValueError(f"--steps_per_batch must be at least 1 (1 turns the chunk steps off), got {self.args.steps_per_batch}")
+        if (self.args.steps_per_batch or 1) > 1 and not _takes_chunk_index(self.model):
+            raise ValueError(
+                f"--steps_per_batch {self.args.steps_per_batch}: {type(self.model).__name__} trains on whole views and takes no "
+                "chunk_index, so there is one optimizer step per batch; the flag is for methods whose views come in patch "
+                "chunks (APS). Drop it."
+            )
         if views is not None and getattr(views, "num_chunks", None) and (self.args.steps_per_batch or 1) > views.num_chunks:
             raise ValueError(f"--steps_per_batch {self.args.steps_per_batch} is more than the {views.num_chunks} patch chunks the views make; give at most {views.num_chunks}")
         _warn_if_datasets_decodes(self.train_dataset)
@@ -244,6 +257,9 @@ class SSLTrainer(SafetensorsStateMixin, Trainer):
         self._last_finite_step = 0
         self.images_seen = 0
         self.images_skipped = 0
+        self.skipped_image_reasons: list[str] = []  # the first few, for the messages
+        self.images_cut_for_batchnorm = 0  # single-image batches of a BatchNorm model, not trained
+        self._batchnorm: Optional[bool] = None
         self.images_cut_for_step = 0  # good images not trained because another process's batch was smaller
 
     # -- inputs ---------------------------------------------------------------------------
@@ -279,16 +295,29 @@ class SSLTrainer(SafetensorsStateMixin, Trainer):
 
     def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
         skipped = inputs.pop("num_skipped_images", None)
+        reasons = inputs.pop(SKIPPED_REASONS_KEY, None) or []
+        if len(self.skipped_image_reasons) < SKIPPED_REASONS_KEPT:
+            self.skipped_image_reasons += reasons[: SKIPPED_REASONS_KEPT - len(self.skipped_image_reasons)]
         # A batch repeated for APS chunks is counted once, at its first chunk.
         if self.model.training and skipped is not None and not inputs.get("chunk_index"):
             self._count_images(int(skipped), inputs)
         if self.model.training and self.args.world_size > 1:
             inputs = self._same_batch_on_every_process(inputs)
+        if self.model.training and batch_rows(inputs) == 1 and self._has_batchnorm():
+            # BatchNorm cannot normalise one image in training mode ("Expected more than 1 value per
+            # channel"): the last batch of a streaming or drop_last=False epoch. Trained as a zero step.
+            self.images_cut_for_batchnorm += not inputs.get("chunk_index")  # an APS batch counts once, not per chunk
+            inputs = {key: value for key, value in inputs.items() if key == "chunk_index"}
         if not batch_rows(inputs):
             # Every image of the batch was skipped: nothing to move to the device, and the
             # Trainer's own _prepare_inputs refuses an empty batch. compute_loss trains it as zero.
             return inputs
         return super()._prepare_inputs(inputs)
+
+    def _has_batchnorm(self) -> bool:
+        if self._batchnorm is None:
+            self._batchnorm = any(isinstance(module, torch.nn.modules.batchnorm._BatchNorm) for module in self.model.modules())
+        return self._batchnorm
 
     def _same_batch_on_every_process(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """Cut every process's batch to the smallest one of this step.
@@ -320,9 +349,14 @@ class SSLTrainer(SafetensorsStateMixin, Trainer):
         if bad_fraction_exceeds(self.images_skipped, self.images_seen, limit):
             raise BadImageFractionError(
                 f"{self.images_skipped} of {self.images_seen} images could not be decoded "
-                f"(more than --max_bad_image_fraction={limit}). Check the dataset's image column, "
+                f"(more than --max_bad_image_fraction={limit}){self._reasons_text()}. Check the dataset's image column, "
                 "or raise --max_bad_image_fraction to keep skipping them."
             )
+
+    def _reasons_text(self) -> str:
+        if not self.skipped_image_reasons:
+            return ""
+        return "; the first: " + " | ".join(self.skipped_image_reasons)
 
     # -- loss -----------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs: bool = False, num_items_in_batch: Optional[torch.Tensor] = None):
@@ -413,7 +447,12 @@ class SSLTrainer(SafetensorsStateMixin, Trainer):
             result = super().train(resume_from_checkpoint, *args, **kwargs)
         self._check_finite()
         if self.images_skipped:
-            logger.warning("%d of %d images could not be decoded and were skipped", self.images_skipped, self.images_seen)
+            logger.warning("%d of %d images could not be decoded and were skipped%s", self.images_skipped, self.images_seen, self._reasons_text())
+        if self.images_cut_for_batchnorm:
+            logger.warning(
+                "%d batch(es) of a single image were not trained: the model's BatchNorm layers cannot normalise one image "
+                "(the last batch of an epoch without --dataloader_drop_last, or of a stream)", self.images_cut_for_batchnorm
+            )
         if self.images_cut_for_step:
             logger.warning(
                 "%d good images were left out of their batch because another process's batch had skipped images "
@@ -511,6 +550,12 @@ class SSLTrainer(SafetensorsStateMixin, Trainer):
         else:
             self.optimizer = torch.optim.SGD(groups, lr=self.args.learning_rate, momentum=0.9)
         return self.optimizer
+
+
+def _takes_chunk_index(model: torch.nn.Module) -> bool:
+    """Whether the model's forward takes ``chunk_index`` (the repeated-batch steps pass it)."""
+    parameters = inspect.signature(model.forward).parameters
+    return "chunk_index" in parameters or any(parameter.kind == parameter.VAR_KEYWORD for parameter in parameters.values())
 
 
 def convert_sync_batchnorm(model: torch.nn.Module, args: "SSLTrainingArguments") -> torch.nn.Module:

@@ -14,8 +14,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
+import numpy as np
 import torch
 
 from .decode import ImageDecodeError, decode_image, load_uint8_tensor, open_image, oriented_size, pil_to_uint8_tensor
@@ -129,6 +131,7 @@ class ViewTransform:
             views = views_of(images)
         ok = images.ok
         out: dict[str, list] = {key: [] for key in self.output_keys}
+        out[IMAGE_ERROR_KEY] = images.errors
         row = 0
         for good in ok:
             for key in self.output_keys:
@@ -148,18 +151,43 @@ class ViewTransform:
             raise missing_column_error(self.image_column, batch)
         keep_freed_memory_in_worker()
         out: dict[str, list] = {key: [] for key in self.output_keys}
-        out["image_ok"] = []
+        out["image_ok"], out[IMAGE_ERROR_KEY] = [], []
         for row, value in enumerate(batch[self.image_column]):
+            error = None
             try:
                 image = pil_to_uint8_tensor(decode_image(value))
                 with self.seeded(batch, [row]):
                     views = self.make_views(image)
-            except ImageDecodeError:
-                views = None
+            except ImageDecodeError as decode_error:
+                views, error = None, describe_bad_image(value, decode_error)
             for key in self.output_keys:
                 out[key].append(None if views is None else views[key])
             out["image_ok"].append(views is not None)
+            out[IMAGE_ERROR_KEY].append(error)
         return out
+
+
+IMAGE_ERROR_KEY = "image_error"  # per row: why the image did not decode (None where it did)
+
+
+def describe_bad_image(value: Any, error: Exception) -> str:
+    """One line for the bad-image summary: what the value was (a path, bytes, an array's shape and
+    type) and why it failed. ``16 of 16 images could not be decoded`` alone does not say that the
+    paths are relative, or the arrays channels-first."""
+    if isinstance(value, Mapping):
+        value = value.get("path") or value.get("bytes")
+    if isinstance(value, str):
+        what = f"path {value!r}"
+        if not os.path.isabs(value) and not os.path.exists(value):
+            what += f" (relative: read from the working folder {os.getcwd()})"
+    elif isinstance(value, (bytes, bytearray)):
+        what = f"{len(value)} bytes"
+    elif hasattr(value, "shape") or isinstance(value, (list, tuple)):
+        array = np.asarray(value, dtype=object) if isinstance(value, (list, tuple)) else value
+        what = f"array of shape {list(getattr(array, 'shape', []))}" + (f" ({value.dtype})" if hasattr(value, "dtype") else "")
+    else:
+        what = type(value).__name__
+    return f"{what}: {error}"[:300]
 
 
 class DecodedImages:
@@ -174,6 +202,7 @@ class DecodedImages:
         self.values = values
         self.reduced_decoding = reduced_decoding
         self._ok: list[bool] = []
+        self.errors: list[Optional[str]] = []  # per value: why it did not decode (None where it did)
         self._started = False
 
     def __len__(self) -> int:
@@ -203,10 +232,12 @@ class DecodedImages:
                 height, width = oriented_size(source)
                 state, reduce = plan(height, width)
                 image = load_uint8_tensor(source, value, reduce if self.reduced_decoding else 1)
-            except ImageDecodeError:
+            except ImageDecodeError as error:
                 self._ok.append(False)
+                self.errors.append(describe_bad_image(value, error))
                 continue
             self._ok.append(True)
+            self.errors.append(None)
             yield image, (image.shape[1] / height, image.shape[2] / width), state
 
     @property

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import stat
 import warnings
 from typing import Any, Mapping, Optional
 
@@ -35,7 +37,8 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     """Scale 16/32-bit integer and float images to 8 bits instead of clipping them.
 
     PIL's ``convert("L")`` on an ``I;16`` image clips at 255, which turns most 16-bit photos
-    white; rescaling by the type's range keeps their content.
+    white; rescaling by the type's range keeps their content. Float images, and 32-bit integer
+    images whose values leave 0..65535 (signed data), are scaled by their own min..max.
     """
     array = np.asarray(image)
     if image.mode == "F":
@@ -45,6 +48,11 @@ def _to_8bit(image: Image.Image) -> Image.Image:
         low, high = (float(array[finite].min()), float(array[finite].max())) if finite.any() else (0.0, 0.0)
         scaled = (array - low) / (high - low) * 255.0 if high > low else np.zeros_like(array)
         scaled = np.where(finite, scaled, 0.0)
+    elif image.mode == "I" and array.size and (array.min() < 0 or array.max() > 65535):
+        # Signed or wider than 16-bit data (scientific images): its own range, like a float
+        # image; dividing by 257 would clip every negative pixel to black and most others to white.
+        low, high = float(array.min()), float(array.max())
+        scaled = (array.astype(np.float64) - low) / (high - low) * 255.0
     else:
         # I;16 variants hold 0..65535; mode "I" is 32-bit but in practice holds 16-bit data.
         scaled = array.astype(np.float64) / 257.0
@@ -89,13 +97,46 @@ def _array_image(value: Any) -> Image.Image:
     rescales).
     """
     array = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[2] not in (1, 3, 4):
+        array = array.transpose(1, 2, 0)  # channels first (a torch image tensor): unambiguous, since the last side is no channel count
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
-        raise ImageDecodeError(f"an image array must be HxW, HxWx1, HxWx3 or HxWx4 (channels last), got shape {list(array.shape)}")
+        raise ImageDecodeError(f"an image array must be HxW, HxWx1, HxWx3 or HxWx4 (channels last) or 3xHxW, got shape {list(array.shape)}")
+    if np.issubdtype(array.dtype, np.floating) and array.size:
+        array = _float_array_to_uint8(array)
     if array.dtype != np.uint8 and np.issubdtype(array.dtype, np.integer) and array.size and 0 <= array.min() and array.max() <= 255:
         array = array.astype(np.uint8)
     return Image.fromarray(np.ascontiguousarray(array))
+
+
+def _float_array_to_uint8(array: np.ndarray) -> np.ndarray:
+    """Float pixels in [0, 1] (the torch / matplotlib convention) or [0, 255] as ``uint8``.
+
+    A single-channel float array outside both ranges stays float (PIL mode ``F``, which
+    :func:`to_rgb` scales by its own range, as for a float TIFF); a colour one outside them cannot
+    be read without guessing its normalisation, and is refused with its range.
+    """
+    finite = np.isfinite(array)
+    low, high = (float(array[finite].min()), float(array[finite].max())) if finite.any() else (0.0, 0.0)
+    if finite.all() and low >= 0 and high <= 1:
+        return np.round(array * 255).astype(np.uint8)
+    if finite.all() and low >= 0 and high <= 255:
+        return np.round(array).astype(np.uint8)
+    if array.ndim == 2:
+        return array.astype(np.float32)
+    raise ImageDecodeError(
+        f"a float colour image array must hold values in [0, 1] or [0, 255], got [{low:.3g}, {high:.3g}]"
+        + ("" if finite.all() else " and NaN / inf") + "; undo its normalisation or store uint8 pixels"
+    )
+
+
+def _open_file(path: str) -> Image.Image:
+    """``Image.open(path)`` for regular files only: opening a FIFO named in a path column blocks
+    the DataLoader worker forever (and a device or socket fails obscurely)."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise ImageDecodeError(f"{path!r} is not a regular file (a FIFO, socket or device): reading it would block or fail")
+    return Image.open(path)
 
 
 def _open(value: Any) -> Image.Image:
@@ -106,12 +147,12 @@ def _open(value: Any) -> Image.Image:
         if value.get("bytes") is not None:
             return Image.open(io.BytesIO(value["bytes"]))
         if value.get("path"):
-            return Image.open(value["path"])
+            return _open_file(value["path"])
         raise ImageDecodeError("image value has neither 'bytes' nor 'path'")
     if isinstance(value, (bytes, bytearray)):
         return Image.open(io.BytesIO(value))
     if isinstance(value, str):
-        return Image.open(value)
+        return _open_file(value)
     if isinstance(value, (np.ndarray, list, tuple, torch.Tensor)):
         return _array_image(value)
     if value is None:

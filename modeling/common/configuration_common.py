@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import numbers
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from transformers import PretrainedConfig
 
@@ -12,6 +14,33 @@ from .backbone import check_backbone_name
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
+_INTEGER_ANNOTATIONS = frozenset({"int", "Optional[int]", "int | None"})
+
+
+def check_integer_arguments(init: Callable) -> Callable:
+    """Wrap a config's ``__init__`` so that its ``int`` arguments hold whole numbers.
+
+    JSON (``config.json``, ``--config_overrides``) has one number type: ``"projector_dim": 128.5``
+    would otherwise be stored, then crash deep in torch (or be truncated by an ``int()``), and
+    ``true`` would pass as 1. Whole floats (``128.0``) become ints; anything else is refused
+    with the argument's name.
+    """
+    signature = inspect.signature(init)
+    integers = [name for name, parameter in signature.parameters.items() if str(parameter.annotation) in _INTEGER_ANNOTATIONS]
+
+    @functools.wraps(init)
+    def checked(self, *args, **kwargs):
+        bound = signature.bind_partial(self, *args, **kwargs)
+        for name in integers:
+            if name not in bound.arguments or bound.arguments[name] is None:
+                continue
+            value = bound.arguments[name]
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value).is_integer():
+                raise ValueError(f"{type(self).__name__}: {name} must be a whole number, got {value!r} ({type(value).__name__})")
+            bound.arguments[name] = int(value)
+        return init(*bound.args, **bound.kwargs)
+
+    return checked
 
 
 class SSLConfig(PretrainedConfig):
@@ -30,6 +59,11 @@ class SSLConfig(PretrainedConfig):
             hf-hub:org/name``), recorded for the model card; ``None`` for a random start. The
             model never loads it itself: the run did, once.
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = check_integer_arguments(cls.__dict__["__init__"])
 
     def __init__(
         self,
@@ -100,3 +134,6 @@ class SSLConfig(PretrainedConfig):
         cls._check_number(momentum_base=base, momentum_final=final)
         if not (0 <= base <= final <= 1):
             raise ValueError(f"momentum must satisfy 0 <= momentum_base <= momentum_final <= 1, got {base}, {final}")
+
+
+SSLConfig.__init__ = check_integer_arguments(SSLConfig.__init__)

@@ -38,6 +38,25 @@ class SSLPreTrainedModel(PreTrainedModel):
         # code. transformers' generic normal(0, 0.02) would overwrite both.
         pass
 
+    def post_init(self) -> None:
+        """transformers' ``post_init``, after a check every method's model gets: the views fit the patch grid.
+
+        A ViT whose patch does not divide ``image_size`` would fail at the first forward, deep in
+        timm ("Input height (28) should be divisible by patch size (5)"), after data loading
+        and the run folder were set up.
+        """
+        backbone = getattr(self, "backbone", None)
+        if backbone is not None and backbone.is_vit:
+            patch, size = backbone.patch_size, int(self.config.image_size)
+            if size % patch:
+                divisors = [d for d in range(2, size + 1) if size % d == 0 and d <= 32]
+                raise ValueError(
+                    f"image_size {size} is not a multiple of the ViT's patch size {patch} ({self.config.backbone}, "
+                    f"backbone_kwargs {self.config.backbone_kwargs}): choose a patch_size that divides it (one of "
+                    f"{divisors}), or an image_size that is a multiple of {patch}"
+                )
+        super().post_init()
+
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: Optional[dict] = None) -> None:
         """Route ``--gradient_checkpointing`` to timm's own block-level checkpointing."""
         self.backbone.model.set_grad_checkpointing(True)

@@ -96,8 +96,11 @@ class MulanConfig(SSLConfig):
         weights = dict(FRAMEWORK_TASK_WEIGHTS[framework] if task_weights is None else task_weights)
         if set(weights) != set(TASKS):
             raise ValueError(f"task_weights needs exactly the keys {list(TASKS)}, got {sorted(weights)}")
+        self._check_number(**{f"task_weights[{task!r}]": weight for task, weight in weights.items()})
         if any(float(w) < 0 for w in weights.values()):
             raise ValueError(f"task_weights must be non-negative, got {weights}")
+        if not any(float(w) > 0 for w in weights.values()):
+            raise ValueError(f"task_weights are all 0 ({weights}): the loss would be identically zero and nothing would train; give at least one task a positive weight")
         self.framework = framework
         self.shared_predictor = bool(shared_predictor)
         self.projector_num_layers = int(projector_num_layers)

@@ -122,6 +122,13 @@ class RepCoConfig(SSLConfig):
             raise ValueError(f"patch_negative_rule must be one of {NEGATIVE_RULES}, got {patch_negative_rule!r}")
         if patch_selection_features not in SELECTION_FEATURES:
             raise ValueError(f"patch_selection_features must be one of {SELECTION_FEATURES}, got {patch_selection_features!r}")
+        thresholds = {"patch_negative_threshold": patch_negative_threshold}
+        if patch_positive_threshold is not None:
+            thresholds["patch_positive_threshold"] = patch_positive_threshold
+        self._check_number(**thresholds)
+        for name, value in thresholds.items():
+            if not -1 <= value <= 1:
+                raise ValueError(f"{name} is a cosine similarity and must lie in [-1, 1], got {value}")
         if patch_loss_start_step < 0:
             raise ValueError(f"patch_loss_start_step must be >= 0, got {patch_loss_start_step}")
         self.projector_hidden_dim = projector_hidden_dim
