@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -66,6 +67,26 @@ def claim_folder(target: str | os.PathLike, force: bool = False, flag: Optional[
     os.replace(target, aside)
     logger.warning("%s held files this command did not write: moved to %s (%s)", target, aside, flag)
     return aside
+
+
+def claim_results_file(path: str | os.PathLike, flag: str = "--output_file") -> None:
+    """Check, before any work, that writing a results file at ``path`` replaces nothing of the user's.
+
+    A missing file, or a JSON object with an ``"arguments"`` entry (what the evaluation scripts
+    write), may be replaced; anything else (the user's notes, another tool's output, a folder) is
+    refused naming it and ``flag``.
+    """
+    path = Path(path)
+    if not path.exists():
+        return
+    own = False
+    if path.is_file():
+        try:
+            own = isinstance(record := json.loads(path.read_text()), dict) and "arguments" in record
+        except (UnicodeDecodeError, json.JSONDecodeError, OSError):
+            own = False
+    if not own:
+        raise ForeignFolderError(f"{flag} {path} exists and was not written by this library's evaluation scripts; choose another path (it would be replaced).")
 
 
 def claim_run_folder(target: str | os.PathLike, marker: str, force: bool = False, flag: str = "--overwrite_output_dir") -> Optional[Path]:

@@ -37,7 +37,7 @@ from hf_sslviews.evaluation.finetune import (
     soft_target_cross_entropy,
     train_transform_for,
 )
-from hf_sslviews.atomic import claim_run_folder, write_text_atomic
+from hf_sslviews.atomic import claim_results_file, claim_run_folder, write_text_atomic
 from hf_sslviews.runs.arguments import DataSourceArguments, parse_flags_or_json
 from hf_sslviews.runs.frozen_backbone import load_labelled_splits
 from hf_sslviews.safetensors_files import check_safetensors_files
@@ -103,6 +103,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
         raise ValueError(f"--train_augmentation must be one of {TRAIN_AUGMENTATIONS}, got {aug_args.train_augmentation!r}")
     if aug_args.train_augmentation == "pad_crop" and (aug_args.randaugment or aug_args.re_prob):
         raise ValueError("--randaugment and --re_prob belong to --train_augmentation random_resized_crop; drop them or choose that augmentation")
+    if aug_args.output_file:
+        claim_results_file(aug_args.output_file)
     if training_args.process_index == 0:
         # Before anything is loaded: the Trainer writes config.json / model.safetensors over whatever the folder holds.
         claim_run_folder(training_args.output_dir, FINETUNE_MARKER, force=aug_args.overwrite_output_dir)
@@ -144,7 +146,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
         Path(aug_args.output_file).parent.mkdir(parents=True, exist_ok=True)
         arguments = {"model": asdict(model_args), "data": asdict(data_args), "augmentation": asdict(aug_args)}
         record = {"arguments": arguments, "num_train_examples": len(train), "num_eval_examples": len(test), "eval": metrics, "train": train_result.metrics}
-        Path(aug_args.output_file).write_text(json.dumps(record, indent=2, default=str) + "\n")
+        write_text_atomic(aug_args.output_file, json.dumps(record, indent=2, default=str) + "\n")
     return metrics
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import io
+from pathlib import Path
 from typing import Callable, Sequence
 
 try:
@@ -520,6 +521,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> str:
     args = parse_args(argv)
     output = args.output or f"views_{args.method}.png"
+    if Path(output).exists() and (not Path(output).is_file() or Path(output).read_bytes()[:8] != b"\x89PNG\r\n\x1a\n"):
+        # An earlier figure is replaced; anything else is the user's.
+        raise ValueError(f"--output {output} exists and is not a PNG figure; choose another path (it would be replaced)")
     torch.manual_seed(args.seed)
     num_images = args.num_images if args.num_images is not None else DEFAULT_NUM_IMAGES.get(args.method, 3)
     images = load_user_images(args.image) if args.image else load_sample_images(num_images)

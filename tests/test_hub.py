@@ -328,6 +328,10 @@ def test_cards__method_text_is_rendered_from_the_run_config():
     text = method_section("aps", config)
     assert "Linear(D, 96, no bias)" in text and "Linear(96, 24)" in text and "`24 -> 80 -> 80 -> 24`" in text
     assert "{{" not in text
+    # What the card says of a preset comes from the preset (it said 3 epochs where aps_tiny trains 5).
+    from hf_sslviews.methods import get_recipe
+
+    assert f"patch 4, {get_recipe('aps').presets['aps_tiny'].training['num_train_epochs']} epochs)" in text
 
 
 def test_export__folders_get_the_mode_mkdir_would_give(run_dir):

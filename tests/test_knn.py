@@ -372,3 +372,21 @@ def test_run_knn_eval__bad_arguments_are_refused_before_loading_anything(args, m
     knn = load_script("run_knn_eval")
     with pytest.raises(ValueError, match=message):
         knn.main(["--model_name_or_path", "/nonexistent/backbone", *args])
+
+
+def test_run_knn_eval__output_file_never_replaces_a_file_it_did_not_write(tmp_path):
+    from hf_sslviews.atomic import ForeignFolderError
+
+    from .helpers import export_tiny_backbone
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    knn = load_script("run_knn_eval")
+    with pytest.raises(ForeignFolderError, match=r"--output_file .*notes.txt exists and was not written by this library"):
+        knn.main(["--model_name_or_path", "/nonexistent/backbone", "--output_file", str(notes)])  # refused before loading anything
+    assert notes.read_text() == "my notes"
+    backbone = export_tiny_backbone(tmp_path / "backbone")
+    flags = ["--model_name_or_path", str(backbone), "--max_train_samples", "20", "--max_test_samples", "10", "--k", "3", "--output_file", str(tmp_path / "knn.json")]
+    knn.main(flags)
+    knn.main(flags)  # its own earlier result is replaced
+    assert json.loads((tmp_path / "knn.json").read_text())["arguments"]["k"] == [3]

@@ -109,3 +109,11 @@ def test_visualize_views__the_user_own_images(visualizer, tmp_path):
     assert_png(output)
     with pytest.raises(SystemExit, match="cannot be read as an image"):
         visualizer.main(["--method", "byol", "--image", str(tmp_path / "missing.jpg"), "--output", str(output)])
+
+
+def test_visualize_views__output_never_replaces_a_file_that_is_not_a_figure(visualizer, tmp_path):
+    notes = tmp_path / "notes.png"
+    notes.write_text("my notes, named like a figure")
+    with pytest.raises(ValueError, match="exists and is not a PNG figure"):
+        visualizer.main(["--method", "mocov3", "--output", str(notes), "--dpi", "30", *SMALL_RUNS["mocov3"]])
+    assert notes.read_text() == "my notes, named like a figure"

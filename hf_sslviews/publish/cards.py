@@ -56,12 +56,15 @@ def method_section(method: str, config=None) -> str:
     """The method's own card text (``model_cards/<method>.md``), rendered with the run's ``config``.
 
     The text is a Jinja template, so sizes a run can change (head widths, patch counts) are
-    written from the config the backbone was trained with, not from the paper's defaults.
+    written from the config the backbone was trained with, not from the paper's defaults, and
+    what it says of a preset (``presets.aps_tiny.training``) from the preset itself.
     """
     path = resources.files("hf_sslviews.model_cards") / f"{method}.md"
     if not path.is_file():
         return ""
-    text = jinja2.Template(path.read_text(), undefined=jinja2.StrictUndefined).render(config=config) if config is not None else path.read_text()
+    recipe = RECIPES.get(method)
+    presets = recipe.presets if recipe is not None else {}
+    text = jinja2.Template(path.read_text(), undefined=jinja2.StrictUndefined).render(config=config, presets=presets) if config is not None else path.read_text()
     return _without_citation(text)
 
 

@@ -11,6 +11,7 @@ from typing import Optional, Sequence, TypeVar
 import datasets
 import torch
 
+from ..atomic import claim_results_file, write_text_atomic
 from ..data.labels import check_label_column, encode_string_labels
 from ..evaluation.features import load_backbone
 from .arguments import DataSourceArguments, parse_flags_or_json
@@ -39,6 +40,8 @@ class FrozenBackboneArguments(DataSourceArguments):
     output_file: Optional[str] = field(default=None, metadata={"help": "Write the results (and these arguments) to this JSON file."})
 
     def __post_init__(self):
+        if self.output_file:
+            claim_results_file(self.output_file)
         if self.batch_size < 1:
             raise ValueError(f"--batch_size must be at least 1 image, got {self.batch_size}")
         for name in ("max_train_samples", "max_test_samples", "max_eval_samples"):
@@ -127,4 +130,4 @@ def write_results(args: FrozenBackboneArguments, results: dict) -> None:
     """Write ``results`` with the arguments that produced them to ``--output_file`` (JSON)."""
     if args.output_file:
         Path(args.output_file).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output_file).write_text(json.dumps({"arguments": asdict(args), **results}, indent=2) + "\n")
+        write_text_atomic(args.output_file, json.dumps({"arguments": asdict(args), **results}, indent=2) + "\n")
