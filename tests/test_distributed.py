@@ -1,6 +1,6 @@
 """Two processes (gloo, CPU) against one process with the doubled batch.
 
-METHODS.md: "All losses must be correct under data parallelism: keys gathered from every
+The specification: "All losses must be correct under data parallelism: keys gathered from every
 process, labels offset by rank * N". The workers (``tests/distributed_workers.py``) each take
 half of a fixed batch; the mean over ranks of their losses must equal the loss of one process
 on the whole batch, to 1e-5. One spawn runs every case (process start-up dominates the cost).

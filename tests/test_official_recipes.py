@@ -1,5 +1,5 @@
-"""The paper presets follow the official code where it matters at multi-GPU scale (METHODS.md,
-"Details of the official code"): each fact checked on what a user's run gets, the arguments
+"""The paper presets follow the official code where it matters at multi-GPU scale (as recorded in
+each method's card, model_cards/<method>.md): each fact checked on what a user's run gets, the arguments
 ``run_pretrain.py --preset <name>`` parses into and the model and views they build."""
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def test_mulan_simsiam_r50__official_sgd_recipe_with_constant_predictor_rate():
 
 @pytest.mark.parametrize("preset", _paper_presets())
 def test_paper_presets__clip_gradients_only_where_the_official_code_does(preset):
-    # METHODS.md gives clipping for MULAN's ViT recipe only (0.5); transformers' default of 1.0
+    # The published recipes clip gradients for MULAN's ViT only (0.5); transformers' default of 1.0
     # must not creep into the other recipes.
     recipe, spec = find_preset(preset)
     _, _, training_args = _parsed(preset)

@@ -1,4 +1,4 @@
-"""APS presets: asymmetric patch sampling on ViTs (METHODS.md section 1).
+"""APS presets: asymmetric patch sampling on ViTs (model_cards/aps.md).
 
 Every preset puts the chunk count ``K`` in its ``views`` (``num_chunks``): the views make K
 disjoint view-1 chunks per image and the Trainer uses each loaded batch for K optimizer steps,
@@ -97,7 +97,7 @@ def _cifar_training(learning_rate: float) -> dict[str, Any]:
 
 def _imagenet_training(learning_rate: float) -> dict[str, Any]:
     # lr = base * global_batch / 256 with base 5e-4, written for a global batch of 1024
-    # (8 processes x 128) [ours: the batch of the ImageNet runs is not in METHODS.md]; rescale
+    # (8 processes x 128) [ours: the paper does not give the batch of its ImageNet runs]; rescale
     # learning_rate with the global batch. 20 warm-up epochs of 300.
     return dict(
         num_train_epochs=300,

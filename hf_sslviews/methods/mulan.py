@@ -55,7 +55,7 @@ R50 = dict(backbone="resnet50", backbone_kwargs={}, image_size=224)
 VIT_SMALL = dict(backbone="vit_small_patch16_224", backbone_kwargs={"drop_path_rate": 0.1}, image_size=224)
 
 # ResNet-50: LARS (biases and norms excluded from decay and adaptation), lr 0.4 * bs / 256,
-# wd 1.5e-6, 10 warm-up epochs of 200 (ratio 0.05) then cosine (METHODS.md section 5).
+# wd 1.5e-6, 10 warm-up epochs of 200 (ratio 0.05) then cosine (model_cards/mulan.md).
 # SyncBatchNorm under multi-GPU DDP in every paper preset [ours: MULAN's base frameworks'
 # official code (BYOL's cross-replica BN, SimSiam's and MoCo v3's convert_sync_batchnorm)].
 LARS_R50 = dict(
@@ -88,7 +88,7 @@ SGD_SIMSIAM_R50 = dict(
 # The official ViT-S / ViT-B runs use a 3-layer projector 4096-4096-256 (--projector-mlp, CONFIG.md).
 VIT_PROJECTOR = dict(projector_num_layers=3, projector_hidden_dim=4096, projector_dim=256)
 # ViT: AdamW lr 3e-4 * bs / 256, betas (0.9, 0.98), wd 0.1, gradient clipping 0.5; the 10 warm-up
-# epochs are [ours] (METHODS.md gives them only for the ResNet recipe).
+# epochs are [ours] (the paper gives them only for the ResNet recipe).
 ADAMW_VIT = dict(
     num_train_epochs=200,
     per_device_train_batch_size=256,

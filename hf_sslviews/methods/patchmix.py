@@ -1,4 +1,4 @@
-"""PatchMix presets and views (METHODS.md section 2)."""
+"""PatchMix presets and views (model_cards/patchmix.md)."""
 
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ PRESETS = {
             learning_rate=5e-4 * 1024 / 256,
             weight_decay=0.04,
             weight_decay_end=0.4,
-            warmup_steps=10 / 300,  # [ours] METHODS.md gives no ImageNet warm-up length: DINO's 10 epochs
+            warmup_steps=10 / 300,  # [ours] the paper gives no ImageNet warm-up length: DINO's 10 epochs
             **_COSINE_TO_1E6,
             bf16=True,
             **_MULTI_GPU,

@@ -1,4 +1,4 @@
-"""APS views: two crops and asymmetric patch sampling (METHODS.md section 1).
+"""APS views: two crops and asymmetric patch sampling (model_cards/aps.md).
 
 Asymmetric Patch Sampling (arXiv 2306.02854) makes a positive pair as different in
 appearance as possible: view 1 keeps a sparse random subset of its patches, view 2 keeps the
@@ -6,7 +6,7 @@ patches that overlap view 1's least. Per image this module returns the two augme
 ``K`` chunks of patch indices for each view (one chunk per optimizer step of the repeated-batch
 schedule) and the crop boxes.
 
-The geometry (source-pixel frame, written for this project from METHODS.md, not from the
+The geometry (source-pixel frame, written for this project from the paper's description, not from the
 CC-BY-NC reference code): a crop box ``(top, left, h, w)`` resized to ``size x size`` and cut
 into a ``G_h x G_w`` grid has cell ``(r, c)`` covering source rows
 ``top + r * h / G_h .. top + (r + 1) * h / G_h`` and columns
@@ -248,7 +248,7 @@ def kept_patch_overlap(
     return coverage.gather(-1, indices_2).mean(dim=-1)
 
 
-# Named settings (METHODS.md section 1): CIFAR 32 px / patch 2 (16 x 16), ImageNet 224 / 16 (14 x 14).
+# Named settings (model_cards/aps.md): CIFAR 32 px / patch 2 (16 x 16), ImageNet 224 / 16 (14 x 14).
 APS_SETTINGS: dict[str, dict] = {
     "cifar": dict(size=32, patch_size=2),
     "imagenet": dict(size=224, patch_size=16),

@@ -113,7 +113,7 @@ def _blur_kernel_size(size: int) -> int:
 
 # The papers' view settings. Keys are ViewAugmentation arguments.
 VIEW_SETTINGS: dict[str, dict] = {
-    # BYOL / MoCo v3 / PatchMix / MULAN asymmetric pair (METHODS.md sections 2 and 5).
+    # BYOL / MoCo v3 / PatchMix / MULAN asymmetric pair (model_cards/patchmix.md and model_cards/mulan.md).
     "byol_view1": dict(jitter=(0.4, 0.4, 0.2, 0.1), blur_p=1.0, solarize_p=0.0),
     "byol_view2": dict(jitter=(0.4, 0.4, 0.2, 0.1), blur_p=0.1, solarize_p=0.2),
     # MULAN / DINO local crops.

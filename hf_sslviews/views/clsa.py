@@ -1,7 +1,7 @@
 """CLSA views: a key view, weak views and RandAugment-strengthened views at several resolutions.
 
 Paper: Wang & Qi, "Contrastive Learning with Stronger Augmentations", arXiv 2104.07713
-(METHODS.md section 3); settings from the official code (``Multi_FixTransform.py``,
+(model_cards/clsa.md); settings from the official code (``Multi_FixTransform.py``,
 ``cmd/run_single.sh``, ``cmd/run_multi.sh``).
 """
 

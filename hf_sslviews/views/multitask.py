@@ -1,7 +1,7 @@
 """MULAN views: two global views, local crops and cutout views, one group per predictor.
 
 Paper: De Plaen et al., "Self-Supervised Learning with a Multi-Task Latent Space Objective",
-arXiv 2602.05845 (METHODS.md section 5).
+arXiv 2602.05845 (model_cards/mulan.md).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def cutout_box(
     The area is ``U(area_range)`` of the image, the aspect ratio ``w / h`` log-uniform in
     ``aspect_range``; sides are rounded to whole pixels and clamped to the image, and the
     position is uniform over the places where the whole rectangle fits (so the drawn area is
-    the area removed [ours: METHODS.md does not say whether the box may leave the crop]).
+    the area removed [ours: the published description does not say whether the box may leave the crop]).
     Randomness from torch's RNG.
     """
     if height < 1 or width < 1:
@@ -94,7 +94,7 @@ class MultiTaskViewTransform(ViewTransform):
     - cutout: RandomResizedCrop(scale (0.25, 1)) -> flip -> one rectangle of area U(0.2, 0.4)
       of the crop, aspect log-uniform in [3/4, 4/3], filled with the dataset mean pixel (so ~0
       after normalising, up to uint8 rounding) -> colour jitter and the rest. Blur p=0.5 and no
-      solarize for cutout views are [ours]: METHODS.md does not give them.
+      solarize for cutout views are [ours]: the published description does not give them.
 
     Args:
         sizes: "imagenet" (224 / 96 / 224) or "cifar" (32 / 16 / 32); the sides below override it.

@@ -1,7 +1,7 @@
 """CLSA's RandAugment: 5 ops drawn with replacement from a 14-op pool, each applied with p=0.5.
 
 Paper: Wang & Qi, "Contrastive Learning with Stronger Augmentations", arXiv 2104.07713
-(METHODS.md section 3). The pool and the magnitude formulas follow the official code
+(model_cards/clsa.md). The pool and the magnitude formulas follow the official code
 (``data_processing/RandAugment.py``, itself FixMatch's pool); for each drawn op the magnitude
 is an integer ``v`` uniform in ``{1..9}``:
 

@@ -8,7 +8,7 @@ from ..common.configuration_common import SSLConfig
 class APSConfig(SSLConfig):
     """Configuration of :class:`APSForPreTraining`.
 
-    Defaults are the paper's (METHODS.md section 1): a ViT fed only the sampled patch tokens,
+    Defaults are the paper's (model_cards/aps.md): a ViT fed only the sampled patch tokens,
     a 3-layer projector and a 3-layer predictor, symmetric InfoNCE at temperature 0.1 against
     keys made by the same encoder under stop-gradient.
 

@@ -1,6 +1,6 @@
 """APS: a ViT over asymmetrically sampled patch subsets, symmetric InfoNCE against stop-gradient keys.
 
-Per optimizer step (METHODS.md section 1), with ``k`` the chunk of the repeated-batch schedule::
+Per optimizer step (model_cards/aps.md), with ``k`` the chunk of the repeated-batch schedule::
 
     h1 = vit(x1[kept patches of chunk k of view 1])      h2 = vit(x2[... of view 2])
     z1, z2 = projector(h1), projector(h2)
@@ -150,7 +150,7 @@ class APSForPreTraining(APSPreTrainedModel):
                 # momentum encoder). Detach explicitly: on one process gather() returns its input.
                 k1, k2 = z1.detach(), z2.detach()
             tau, gather = self.config.loss_temperature, self.config.gather_distributed
-            # Symmetric InfoNCE at tau = 0.1 without MoCo v3's 2*tau factor (METHODS.md section 1).
+            # Symmetric InfoNCE at tau = 0.1 without MoCo v3's 2*tau factor (model_cards/aps.md).
             loss = info_nce_loss(p1, k2, tau, False, gather) + info_nce_loss(p2, k1, tau, False, gather)
         return APSPreTrainingOutput(loss=loss, contrastive_loss=loss, embeddings_1=h1, embeddings_2=h2)
 

@@ -24,7 +24,7 @@ class CLSAConfig(SSLConfig):
             ``temperature``: transformers reserves that name for generation settings.
         ddm_weight: beta, the weight of the DDM term (1.0; the official code's ``--alpha``).
         ddm_pairing: which (weak, strong) pairs the DDM term sums over: ``"all"`` (every
-            strong view against every weak view's target, ``sum_i sum_j``, METHODS.md) or
+            strong view against every weak view's target, ``sum_i sum_j``, model_cards/clsa.md) or
             ``"index"`` (strong view ``i`` against weak view ``i`` only).
         momentum_base: momentum of the key encoder (0.999, MoCo v2); constant unless
             ``momentum_final`` differs (then BYOL's cosine schedule).

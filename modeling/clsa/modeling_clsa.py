@@ -1,7 +1,7 @@
 """CLSA: MoCo v2 with a queue, plus DDM between strongly and weakly augmented views.
 
 Wang & Qi, "Contrastive Learning with Stronger Augmentations", TPAMI 2022 (arXiv 2104.07713),
-METHODS.md section 3. Per image: one key view (momentum encoder), weak views (plain MoCo v2
+model_cards/clsa.md. Per image: one key view (momentum encoder), weak views (plain MoCo v2
 positives) and strong views (RandAugment on top; matched in distribution only).
 """
 
@@ -130,7 +130,7 @@ class CLSAForPreTraining(CLSAPreTrainedModel):
                 pairs = list(zip(strong_q, weak_q))
             else:
                 pairs = [(s, w) for w in weak_q for s in strong_q]
-            # L = sum_i L_C + beta * sum_i sum_j L_D: sums over views, not means (METHODS.md).
+            # L = sum_i L_C + beta * sum_i sum_j L_D: sums over views, not means (model_cards/clsa.md).
             divergence = sum((ddm_loss(s, w, bank, tau) for s, w in pairs), keys.new_zeros(()))
             loss = contrastive + config.ddm_weight * divergence
             if self.training:

@@ -10,7 +10,7 @@ from ..common.configuration_common import SSLConfig
 FRAMEWORKS = ("byol", "simsiam", "mocov3")
 TASKS = ("global", "local", "cutout")
 
-# Heads of each framework (METHODS.md section 5): projector D -> hidden ... -> out, predictor
+# Heads of each framework (model_cards/mulan.md): projector D -> hidden ... -> out, predictor
 # out -> predictor_hidden -> out.
 FRAMEWORK_HEADS: dict[str, dict[str, int]] = {
     # BYOL: projector 2048-4096-256, predictor 256-4096-256.
@@ -34,7 +34,7 @@ class MulanConfig(SSLConfig):
 
     MULAN gives each view type (global, local, cutout) its own predictor on top of one of three
     predictor-based frameworks; targets are the two global views through the target network.
-    Head widths left at ``None`` take the chosen framework's paper values (METHODS.md section 5).
+    Head widths left at ``None`` take the chosen framework's paper values (model_cards/mulan.md).
 
     Args:
         framework: ``"byol"`` (EMA target, ``2 - 2cos``), ``"simsiam"`` (target = online network

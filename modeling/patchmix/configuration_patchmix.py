@@ -10,7 +10,7 @@ from ..common.configuration_common import SSLConfig
 class PatchMixConfig(SSLConfig):
     """Configuration of :class:`PatchMixForPreTraining`.
 
-    Defaults are the paper's ViT-S recipe (METHODS.md section 2). The backbone must be a ViT
+    Defaults are the paper's ViT-S recipe (model_cards/patchmix.md). The backbone must be a ViT
     (timm ``VisionTransformer`` family): mixing moves whole patches.
 
     Args:

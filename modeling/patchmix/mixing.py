@@ -7,8 +7,8 @@ whole batch, which a per-example ``datasets`` transform never sees.
 Mixing is done in **pixel space on patch-aligned blocks**: a block of ``patch_size x
 patch_size`` pixels is exactly what the ViT's patch embedding turns into one token, so moving
 blocks is the same as moving patch tokens before the embedding. Every block keeps its grid
-position, so each token gets the position embedding of the place it came from (METHODS.md
-section 2, "at the same positions").
+position, so each token gets the position embedding of the place it came from (model_cards/patchmix.md:
+"at the same positions").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """PatchMix: contrastive learning with patch-mixed images and soft inter-instance targets.
 
-Per batch (METHODS.md section 2): mix patches of ``m`` images into one image at unchanged
+Per batch (model_cards/patchmix.md): mix patches of ``m`` images into one image at unchanged
 positions (:func:`~.mixing.patch_mix`), and train the online encoder to match soft targets that
 say how much of each image a (mixed) image contains (:func:`~.mixing.patchmix_targets`):
 
@@ -147,7 +147,7 @@ class PatchMixForPreTraining(PatchMixPreTrainedModel):
         num_groups = self.sample_num_groups()
         h2, k2 = self._key(pixel_values_2)
         targets = self._targets(pixel_values_1.shape[0], num_groups, pixel_values_1.device)
-        # Eq. of METHODS.md section 2: one direction (x1 -> x2), mix terms weighted 0.5 each.
+        # The loss of model_cards/patchmix.md: one direction (x1 -> x2), mix terms weighted 0.5 each.
         id_loss = soft_target_cross_entropy(q1, k2, targets.identity, tau, gather)
         loss, mix_origin_loss, mix_mix_loss = id_loss, None, None
         # With both mix weights at 0 (the instance-discrimination baseline of the paper) no mixed

@@ -2,7 +2,7 @@
 
 **Reconstruction**: the paper's code and method text are not public, only its abstract. The
 global part is MoCo v2 (Chen, Fan, Girshick, He, arXiv 2003.04297) with its published defaults;
-everything about the patch-level pairs is this library's choice (METHODS.md section 4, marked
+everything about the patch-level pairs is this library's choice (model_cards/repco.md, marked
 **[ours]** below) and is documented in ``model_cards/repco.md``.
 """
 

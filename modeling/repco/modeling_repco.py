@@ -3,7 +3,7 @@
 RepCo (Neural Networks 168, 2023) has no public code or method text; its abstract says random
 crops can give semantically inconsistent positives and adds, within one image, "similar but
 distant" patches as extra positives and "dissimilar but adjacent" patches as extra negatives.
-This module is the reconstruction of METHODS.md section 4 (all patch-level choices are this
+This module is the reconstruction described in model_cards/repco.md (all patch-level choices are this
 library's, see :class:`RepCoConfig` and ``model_cards/repco.md``):
 
 - global term: symmetrised MoCo v2, ``(L(q1, k2) + L(q2, k1)) / 2`` with

@@ -1,6 +1,6 @@
 """RepCo's patch-level pairs within one image, and the multi-positive InfoNCE over them.
 
-**Reconstruction** (METHODS.md section 4): the RepCo paper's method text and code are not
+**Reconstruction** (model_cards/repco.md): the RepCo paper's method text and code are not
 public; only its idea is ("patches that are similar but at different positions are extra
 positives, patches that are dissimilar but adjacent are extra negatives"). The rules below are
 this library's reading of that idea; every constant is an argument, set from ``RepCoConfig``.
