@@ -132,8 +132,10 @@ def check_image_folder(root: str | os.PathLike) -> FolderScan:
 def is_split_layout(root: str | os.PathLike, scan: FolderScan) -> bool:
     """Whether ``datasets`` should read ``root``: a folder of splits, or one with a metadata file.
 
-    A folder of splits has only split-named folders at its top (``train/``, ``validation/``,
-    ``test/``, ...); one split-named folder beside class folders is a class (logged).
+    A folder of splits has only folders named exactly like splits at its top (``train/``,
+    ``validation/``, ``test/``, ...); one split-named folder beside class folders is a class
+    (logged), and so is a folder whose name merely contains a split keyword (``train_images/``),
+    which ``datasets``' own patterns would take for a split.
     """
     if scan.metadata_files:
         return True
@@ -169,7 +171,8 @@ def load_class_folders(root: str | os.PathLike, scan: FolderScan, split: str = "
     features = datasets.Features({"image": datasets.Image()})
     loose = sum(len(parts) == 1 for parts in relative)
     if len(classes) > 1 and not loose:
-        columns["label"] = [classes.index(parts[0]) for parts in relative]
+        index = {name: position for position, name in enumerate(classes)}
+        columns["label"] = [index[parts[0]] for parts in relative]
         features["label"] = datasets.ClassLabel(names=classes)
     elif len(classes) > 1:
         logger.warning(

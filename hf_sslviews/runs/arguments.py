@@ -122,7 +122,7 @@ class EvalArguments:
         for name in ("knn_max_train_samples", "knn_max_test_samples"):
             if (getattr(self, name) or 0) < 0:
                 raise ValueError(f"--{name} must be a number of images >= 0 (0 = all), got {getattr(self, name)}")
-        if self.knn_max_train_samples and self.knn_k > self.knn_max_train_samples:
+        if self.knn_eval and self.knn_max_train_samples and self.knn_k > self.knn_max_train_samples:
             raise ValueError(f"--knn_k {self.knn_k} is more than the {self.knn_max_train_samples} images of the kNN memory (--knn_max_train_samples); lower --knn_k")
         for name in ("knn_monitor_steps", "knn_monitor_max_train_samples", "knn_monitor_max_test_samples", "embedding_quality_images"):
             if getattr(self, name) < 0:
