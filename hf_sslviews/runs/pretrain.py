@@ -169,7 +169,7 @@ def run_pretraining(model_args: ModelArguments, data_args: DataArguments, eval_a
     trainer.save_metrics("train", train_result.metrics)
 
     # What the monitors took is inside train_runtime; monitor_seconds lets a comparison of training times leave it out.
-    results: dict = {"method": recipe.name, "preset": model_args.preset, "train": {**train_result.metrics, "monitor_seconds": round(monitors_seconds(trainer), 2)}}
+    results: dict = {"method": recipe.name, "preset": model_args.preset, "train": {**train_result.metrics, "monitor_seconds": round(monitors_seconds(trainer), 4)}}
     if monitor is not None:
         results["knn_monitor"] = monitor.history  # the learning curve: step, train_seconds, knn_top1, knn_top5
     results["embedding_quality"] = quality.history  # step, rankme, alignment, uniformity (the last: the final model)
