@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +42,16 @@ def is_own_output(folder: Path) -> bool:
     return True
 
 
-def claim_folder(target: str | os.PathLike, force: bool = False, flag: Optional[str] = "--overwrite_output_dir") -> Optional[Path]:
+def claim_folder(target: str | os.PathLike, force: bool = False, flag: Optional[str] = "--overwrite_output_dir",
+                 own: Callable[[Path], bool] = is_own_output, consequence: str = "would be replaced whole") -> Optional[Path]:
     """Check that replacing ``target`` loses nothing of the user's; with ``force``, move it aside first.
 
-    A missing or empty folder, or one holding only this library's outputs (:func:`is_own_output`),
-    may be replaced. Anything else is refused with a :class:`ForeignFolderError` that names the
-    folder, what is in it and ``flag``; with ``force`` the folder is renamed to
-    ``<target>.replaced-<time>`` (kept, not deleted) and its new name returned. ``flag`` is the
-    command's option that sets ``force`` (``None``: the command has none).
+    A missing or empty folder, or one ``own`` recognises (default: holding only this library's
+    outputs, :func:`is_own_output`), may be used. Anything else is refused with a
+    :class:`ForeignFolderError` that names the folder, what is in it, ``consequence`` and
+    ``flag``; with ``force`` the folder is renamed to ``<target>.replaced-<time>`` (kept, not
+    deleted) and its new name returned. ``flag`` is the command's option that sets ``force``
+    (``None``: the command has none).
     """
     target = Path(target)
     if not target.exists() and not target.is_symlink():
@@ -57,12 +59,12 @@ def claim_folder(target: str | os.PathLike, force: bool = False, flag: Optional[
     if not target.is_dir() or target.is_symlink():
         raise ForeignFolderError(f"{target} is {'a link' if target.is_symlink() else 'a file'}, not a folder this command can write; choose another path")
     entries = sorted(entry.name + ("/" if entry.is_dir() else "") for entry in target.iterdir())
-    if not entries or is_own_output(target):
+    if not entries or own(target):
         return None
     if not force:
         listing = ", ".join(entries[:6]) + (f" and {len(entries) - 6} more" if len(entries) > 6 else "")
         way_out = f", or pass {flag} to move it aside (to {target.name}.replaced-<time>, next to it) first" if flag else ""
-        raise ForeignFolderError(f"{target} holds files this command did not write ({listing}) and would be replaced whole. Choose another folder{way_out}.")
+        raise ForeignFolderError(f"{target} holds files this command did not write ({listing}) and {consequence}. Choose another folder{way_out}.")
     aside = target.with_name(f"{target.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
     os.replace(target, aside)
     logger.warning("%s held files this command did not write: moved to %s (%s)", target, aside, flag)
@@ -90,33 +92,15 @@ def claim_results_file(path: str | os.PathLike, flag: str = "--output_file") -> 
 
 
 def claim_run_folder(target: str | os.PathLike, marker: str, force: bool = False, flag: str = "--overwrite_output_dir") -> Optional[Path]:
-    """Check that a command that writes into ``target`` over time (a training run) overwrites nothing of the user's.
+    """:func:`claim_folder` for a command that writes into ``target`` over time (a training run).
 
-    Stricter than :func:`claim_folder`: such a command writes ``config.json`` and
-    ``model.safetensors`` over whatever is there, so an export of this library (the slip
-    ``--output_dir runA/backbone``) is as much the user's as their notes. A missing or empty folder,
-    or one holding ``marker`` (the command's own earlier run), may be used; anything else is refused
-    naming the folder, its entries and ``flag``, or with ``force`` moved to
-    ``<target>.replaced-<time>`` (kept). Returns the new name of a moved folder.
+    Stricter than the default: such a command writes ``config.json`` and ``model.safetensors``
+    over whatever is there, so an export of this library (the slip ``--output_dir runA/backbone``)
+    is as much the user's as their notes. Only a folder holding ``marker`` (the command's own
+    earlier run) is the command's.
     """
-    target = Path(target)
-    if not target.exists() and not target.is_symlink():
-        return None
-    if not target.is_dir():
-        raise ForeignFolderError(f"{target} is a file, not a folder this command can write; choose another path")
-    entries = sorted(entry.name + ("/" if entry.is_dir() else "") for entry in target.iterdir())
-    if not entries or (target / marker).is_file():
-        return None
-    if not force:
-        listing = ", ".join(entries[:6]) + (f" and {len(entries) - 6} more" if len(entries) > 6 else "")
-        raise ForeignFolderError(
-            f"{target} holds files this command did not write ({listing}); it would write config.json and model.safetensors "
-            f"over them. Choose another folder, or pass {flag} to move it aside (to {target.name}.replaced-<time>, next to it) first."
-        )
-    aside = target.with_name(f"{target.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
-    os.replace(target, aside)
-    logger.warning("%s held files this command did not write: moved to %s (%s)", target, aside, flag)
-    return aside
+    return claim_folder(target, force, flag, own=lambda folder: (folder / marker).is_file(),
+                        consequence="would get config.json and model.safetensors written over them")
 
 
 @contextlib.contextmanager

@@ -208,6 +208,7 @@ IMAGE_CASES = [
     ImageCase("exif_orientation_6", lambda: as_row(exif_rotated_png()), "ok", (2, 3), _rotated_clockwise),
     ImageCase("uint8_array", lambda: RNG.integers(0, 256, (5, 7, 3), dtype=np.uint8), "ok", (7, 5)),
     ImageCase("signed_int32_I", signed_int32_ramp, "ok", (16, 8), _ramp_kept),
+    ImageCase("signed_int32_constant", lambda: Image.fromarray(np.full((4, 5), -7, dtype=np.int32)), "ok", (5, 4), lambda p: (p == 0).all()),
     ImageCase("cielab_tiff", lambda: as_row(cielab_tiff()), "ok", (4, 4), _near((200, 30, 40))),
     ImageCase("float_array_0_to_1", lambda: np.full((5, 7, 3), 0.5, dtype=np.float32), "ok", (7, 5), lambda p: (p == 128).all()),
     ImageCase("channels_first_tensor", lambda: torch.full((3, 5, 7), 9, dtype=torch.uint8), "ok", (7, 5), lambda p: (p == 9).all()),

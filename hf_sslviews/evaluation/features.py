@@ -21,8 +21,7 @@ from safetensors.torch import save_file
 
 from ..data.labels import class_index
 from ..safetensors_files import check_safetensors_files
-from ..views.base import describe_bad_image
-from ..views.decode import ImageDecodeError, decode_image
+from ..views.decode import ImageDecodeError, decode_image, describe_bad_image
 
 logger = logging.getLogger(__name__)
 

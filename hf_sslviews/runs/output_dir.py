@@ -44,12 +44,16 @@ def run_identity(method: str, config, data: dict[str, Any], training_args: Any =
     return identity
 
 
-def _comparable(previous: dict, identity: dict) -> dict:
-    """``previous`` limited to what this version records: a run folder written before the training
-    arguments were part of the identity is compared on what it has."""
+def _identity_changes(previous: dict, identity: dict) -> str:
+    """What differs between a recorded run identity and this run's, ``""`` when nothing does.
+
+    ``identity`` is compared on what ``previous`` records: a run folder written before the training
+    arguments were part of the identity still resumes."""
     if "training" not in previous:
-        return {key: value for key, value in identity.items() if key != "training"}
-    return {**identity, "training": {key: identity["training"].get(key) for key in previous["training"]}}
+        identity = {key: value for key, value in identity.items() if key != "training"}
+    else:
+        identity = {**identity, "training": {key: identity.get("training", {}).get(key) for key in previous["training"]}}
+    return "; ".join(_differences(previous, identity)[:6])
 
 
 def _occupant(folder: Path) -> Optional[str]:
@@ -100,8 +104,8 @@ def prepare_output_dir(output_dir: str | os.PathLike, identity: dict[str, Any], 
     previous_file = folder / IDENTITY_FILE
     previous = json.loads(previous_file.read_text()) if previous_file.exists() else None
     if resume:
-        if previous is not None and previous != _comparable(previous, identity):
-            changes = "; ".join(_differences(previous, _comparable(previous, identity))[:6])
+        changes = _identity_changes(previous, identity) if previous is not None else ""
+        if changes:
             raise ValueError(
                 f"--resume_from_checkpoint: {folder} holds another run ({changes}). Resume with the arguments of that run, "
                 f"or start this one in another --output_dir."
@@ -144,9 +148,8 @@ def check_resumed_run(checkpoint: str | os.PathLike, identity: dict[str, Any]) -
     identity_file = Path(checkpoint).parent / IDENTITY_FILE
     if not identity_file.is_file():
         return
-    previous = json.loads(identity_file.read_text())
-    if previous != _comparable(previous, identity):
-        changes = "; ".join(_differences(previous, _comparable(previous, identity))[:6])
+    changes = _identity_changes(json.loads(identity_file.read_text()), identity)
+    if changes:
         raise ValueError(
             f"--resume_from_checkpoint {checkpoint} belongs to another run ({changes}). Resume with the arguments of that run, "
             f"or start this one without --resume_from_checkpoint."

@@ -14,13 +14,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
-import numpy as np
 import torch
 
-from .decode import ImageDecodeError, decode_image, load_uint8_tensor, open_image, oriented_size, pil_to_uint8_tensor
+from .decode import ImageDecodeError, decode_image, describe_bad_image, load_uint8_tensor, open_image, oriented_size, pil_to_uint8_tensor
 from .worker_memory import keep_freed_memory_in_worker
 
 logger = logging.getLogger(__name__)
@@ -168,26 +166,6 @@ class ViewTransform:
 
 
 IMAGE_ERROR_KEY = "image_error"  # per row: why the image did not decode (None where it did)
-
-
-def describe_bad_image(value: Any, error: Exception) -> str:
-    """One line for the bad-image summary: what the value was (a path, bytes, an array's shape and
-    type) and why it failed. ``16 of 16 images could not be decoded`` alone does not say that the
-    paths are relative, or the arrays channels-first."""
-    if isinstance(value, Mapping):
-        value = value.get("path") or value.get("bytes")
-    if isinstance(value, str):
-        what = f"path {value!r}"
-        if not os.path.isabs(value) and not os.path.exists(value):
-            what += f" (relative: read from the working folder {os.getcwd()})"
-    elif isinstance(value, (bytes, bytearray)):
-        what = f"{len(value)} bytes"
-    elif hasattr(value, "shape") or isinstance(value, (list, tuple)):
-        array = np.asarray(value, dtype=object) if isinstance(value, (list, tuple)) else value
-        what = f"array of shape {list(getattr(array, 'shape', []))}" + (f" ({value.dtype})" if hasattr(value, "dtype") else "")
-    else:
-        what = type(value).__name__
-    return f"{what}: {error}"[:300]
 
 
 class DecodedImages:

@@ -52,7 +52,7 @@ def _to_8bit(image: Image.Image) -> Image.Image:
         # Signed or wider than 16-bit data (scientific images): its own range, like a float
         # image; dividing by 257 would clip every negative pixel to black and most others to white.
         low, high = float(array.min()), float(array.max())
-        scaled = (array.astype(np.float64) - low) / (high - low) * 255.0
+        scaled = (array.astype(np.float64) - low) / (high - low) * 255.0 if high > low else np.zeros(array.shape)
     else:
         # I;16 variants hold 0..65535; mode "I" is 32-bit but in practice holds 16-bit data.
         scaled = array.astype(np.float64) / 257.0
@@ -158,6 +158,26 @@ def _open(value: Any) -> Image.Image:
     if value is None:
         raise ImageDecodeError("image value is None (missing image)")
     raise ImageDecodeError(f"cannot decode an image from a value of type {type(value).__name__}")
+
+
+def describe_bad_image(value: Any, error: Exception) -> str:
+    """One line for the bad-image summary: what the value was (a path, bytes, an array's shape and
+    type) and why it failed. ``16 of 16 images could not be decoded`` alone does not say that the
+    paths are relative, or the arrays channels-first."""
+    if isinstance(value, Mapping):
+        value = value.get("path") or value.get("bytes")
+    if isinstance(value, str):
+        what = f"path {value!r}"
+        if not os.path.isabs(value) and not os.path.exists(value):
+            what += f" (relative: read from the working folder {os.getcwd()})"
+    elif isinstance(value, (bytes, bytearray)):
+        what = f"{len(value)} bytes"
+    elif hasattr(value, "shape") or isinstance(value, (list, tuple)):
+        array = np.asarray(value, dtype=object) if isinstance(value, (list, tuple)) else value
+        what = f"array of shape {list(getattr(array, 'shape', []))}" + (f" ({value.dtype})" if hasattr(value, "dtype") else "")
+    else:
+        what = type(value).__name__
+    return f"{what}: {error}"[:300]
 
 
 def decode_image(value: Any, reduce: int = 1) -> Image.Image:
