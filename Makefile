@@ -24,7 +24,7 @@ test: venv
 	$(PY) -m pytest -q -p no:cacheprovider tests $(ARGS)
 
 benchmark: venv
-	$(PY) scripts/benchmark_throughput.py $(ARGS)
+	$(PY) benchmarks/throughput.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -39,7 +39,7 @@ from hf_sslviews.evaluation.finetune import (
 )
 from hf_sslviews.atomic import claim_results_file, claim_run_folder, write_text_atomic
 from hf_sslviews.runs.arguments import DataSourceArguments, parse_flags_or_json
-from hf_sslviews.runs.frozen_backbone import load_labelled_splits
+from hf_sslviews.runs.evaluate import load_labelled_splits
 from hf_sslviews.safetensors_files import check_safetensors_files
 from hf_sslviews.training.trainer_state_files import SafetensorsStateMixin
 

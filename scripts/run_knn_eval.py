@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 
 from hf_sslviews.evaluation.features import eval_transform_for
 from hf_sslviews.evaluation.knn import run_knn_evaluation
-from hf_sslviews.runs.frozen_backbone import FrozenBackboneArguments, describe, load_backbone_and_splits, parse_arguments, write_results
+from hf_sslviews.runs.evaluate import FrozenBackboneArguments, describe, load_backbone_and_splits, parse_arguments, write_results
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 
 from hf_sslviews.evaluation.features import eval_transform_for, weights_fingerprint
 from hf_sslviews.evaluation.linear_probe import DEFAULT_WEIGHT_DECAYS, run_linear_probe
-from hf_sslviews.runs.frozen_backbone import FrozenBackboneArguments, describe, load_backbone_and_splits, parse_arguments, write_results
+from hf_sslviews.runs.evaluate import FrozenBackboneArguments, describe, load_backbone_and_splits, parse_arguments, write_results
 
 
 @dataclass

@@ -13,8 +13,9 @@ Needs matplotlib and scikit-image: ``pip install "hf-sslviews[viz]"``.
 The figures in docs/ are ``--method <m> --output docs/views_<m>.png --dpi 72`` (APS with
 ``--num_images 2``), seed 0, every other flag at its default.
 
-Each method has one renderer in :data:`RENDERERS`: ``(images, args) -> matplotlib Figure``.
-Adding a method is one function and one dict entry.
+Every registered method draws: :func:`render_views` shows each image its view transform makes
+(from the method's first preset). :data:`RENDERERS` holds richer pictures for some methods
+(``(images, args) -> matplotlib Figure``): crop boxes, kept patches, mixing, pairs.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def load_user_images(paths: Sequence[str]) -> list[np.ndarray]:
 
 def _as_tensor(image: np.ndarray) -> torch.Tensor:
     """``uint8 [H, W, 3]`` -> ``uint8 [3, H, W]``, what the view transforms take."""
-    return torch.from_numpy(image).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous()  # a copy: the decoded array may be read-only
 
 
 def _square(image: np.ndarray, size: int) -> torch.Tensor:
@@ -310,7 +311,7 @@ def render_clsa(images: Sequence[np.ndarray], args: argparse.Namespace) -> plt.F
 
 def render_mulan(images: Sequence[np.ndarray], args: argparse.Namespace) -> plt.Figure:
     """MULAN: the two global views, the local crops and the cutout view(s), one predictor per type."""
-    from hf_sslviews.views.multitask import MultiTaskViewTransform
+    from hf_sslviews.views.mulan import MultiTaskViewTransform
 
     # Locals at 96/224 of the global side, as the ImageNet preset.
     views = MultiTaskViewTransform(global_size=args.size, local_size=max(8, args.size * 3 // 7), cutout_size=args.size, n_local=args.n_local, n_cutout=args.n_cutout)
@@ -483,6 +484,46 @@ def render_repco(images: Sequence[np.ndarray], args: argparse.Namespace) -> plt.
     return fig
 
 
+def _view_images(value) -> list[torch.Tensor]:
+    """The images in one output of a view transform: a ``[3, s, s]`` tensor, ``[n, 3, s, s]`` (views of one kind stacked) or a list."""
+    values = list(value) if isinstance(value, (list, tuple)) or (isinstance(value, torch.Tensor) and value.ndim == 4) else [value]
+    return [v for v in values if isinstance(v, torch.Tensor) and v.ndim == 3 and v.shape[0] == 3 and v.is_floating_point()]
+
+
+def render_views(images: Sequence[np.ndarray], args: argparse.Namespace) -> plt.Figure:
+    """Any method: its view transform (the method's first preset, at ``--size``) applied to each image, every view shown."""
+    from hf_sslviews.methods import get_recipe
+
+    recipe = get_recipe(args.method)
+    preset = recipe.presets[recipe.default_preset]
+    fields = {**preset.config, "image_size": args.size}
+    if isinstance(fields.get("backbone_kwargs"), dict) and "img_size" in fields["backbone_kwargs"]:
+        fields["backbone_kwargs"] = {**fields["backbone_kwargs"], "img_size": args.size, "patch_size": args.patch_size}
+    config = recipe.config_class(**fields)
+    views = recipe.build_views(config, **preset.views)
+    outputs = [views({"image": [image]}) for image in images]
+    keys = [key for key in outputs[0] if _view_images(outputs[0][key][0])]
+    columns = 1 + sum(len(_view_images(outputs[0][key][0])) for key in keys)
+    fig, axes = plt.subplots(len(images), columns, figsize=(2.5 * columns, 2.6 * len(images) + 0.4), squeeze=False, layout="constrained")
+    for row, image, output in zip(axes, images, outputs):
+        row[0].imshow(image)
+        _axis_off(row[0])
+        row[0].set_title("source", fontsize=10)
+        column = 1
+        for key in keys:
+            for index, view in enumerate(_view_images(output[key][0])):
+                _show_view(row[column], _to_rgb(view, config.image_mean, config.image_std), args.size)
+                row[column].set_title(key if len(_view_images(output[key][0])) == 1 else f"{key}[{index}]", fontsize=9)
+                column += 1
+    fig.suptitle(f"{recipe.title}: the views of preset {recipe.default_preset}", fontsize=11)
+    return fig
+
+
+def renderer(method: str) -> Callable[[Sequence[np.ndarray], argparse.Namespace], plt.Figure]:
+    """The method's own picture if it has one, else :func:`render_views`."""
+    return RENDERERS.get(method, render_views)
+
+
 RENDERERS: dict[str, Callable[[Sequence[np.ndarray], argparse.Namespace], plt.Figure]] = {
     "aps": render_aps,
     "patchmix": render_patchmix,
@@ -497,7 +538,9 @@ RENDERERS: dict[str, Callable[[Sequence[np.ndarray], argparse.Namespace], plt.Fi
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--method", choices=sorted(RENDERERS), default="aps", help="Method whose views to draw.")
+    from hf_sslviews.methods import RECIPES
+
+    parser.add_argument("--method", choices=sorted(RECIPES), default="aps", help="Method whose views to draw.")
     parser.add_argument("--output", default=None, help="PNG file to write (default views_<method>.png).")
     parser.add_argument("--num_images", type=int, default=None, help=f"Photos to use, 1..{len(SAMPLE_IMAGES)} ({', '.join(SAMPLE_IMAGES)}); default 3 (PatchMix 4, others 2).")
     parser.add_argument("--chunk", type=int, default=0, help="APS: which of the K patch chunks to show.")
@@ -527,7 +570,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     torch.manual_seed(args.seed)
     num_images = args.num_images if args.num_images is not None else DEFAULT_NUM_IMAGES.get(args.method, 3)
     images = load_user_images(args.image) if args.image else load_sample_images(num_images)
-    fig = RENDERERS[args.method](images, args)
+    fig = renderer(args.method)(images, args)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=args.dpi)
     plt.close(fig)

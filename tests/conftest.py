@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-# The benchmark scripts share scripts/benchmark_harness.py, outside the installed package; a script
-# run as a program finds it beside itself, a test that imports one finds it here.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+# The benchmarks share benchmarks/harness.py (and the report reads quality.py), outside the
+# installed package; a benchmark run as a program finds them beside itself, a test finds them here.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

@@ -23,18 +23,23 @@ def random_image_dataset(n: int, size: int = 12, bad: int = 0, seed: int = 0, nu
     return datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
 
 
-def load_script(name: str):
+def load_script(name: str, folder: str = "scripts"):
     """Import ``scripts/<name>.py`` as a module (its ``main`` and helpers become callable in-process)."""
     import importlib.util
     import sys
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"script_{name}", path)
+    path = Path(__file__).resolve().parents[1] / folder / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{folder}_{name}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
     spec.loader.exec_module(module)
     return module
+
+
+def load_benchmark(name: str):
+    """Import ``benchmarks/<name>.py`` as a module."""
+    return load_script(name, folder="benchmarks")
 
 
 def export_tiny_backbone(directory):

@@ -20,6 +20,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..data.labels import class_index
+from ..modeling import is_method_model_type
 from ..safetensors_files import check_safetensors_files
 from ..views.decode import ImageDecodeError, decode_image, describe_bad_image
 
@@ -92,7 +93,7 @@ def _refuse_pretraining_folder(model_name_or_path: str) -> None:
         model_type = json.loads(config_file.read_text()).get("model_type", "")
     except (json.JSONDecodeError, AttributeError):
         return
-    if isinstance(model_type, str) and model_type.startswith("sslviews_"):
+    if is_method_model_type(model_type):
         backbone = Path(model_name_or_path) / "backbone"
         hint = (
             f"pass {backbone} (the backbone run_pretrain.py exported)" if (backbone / "config.json").is_file()

@@ -88,6 +88,14 @@ class OnlineLinearProbe(nn.Module):
         batch = torch.stack([loss.detach() * len(labels), (logits.detach().argmax(1) == labels).sum().float(), torch.tensor(float(len(labels)), device=logits.device)])
         self._sums = batch if self._sums is None else self._sums + batch
 
+    def observe(self, outputs: Mapping[str, Any], labels: torch.Tensor) -> None:
+        """One step on a training batch: the model's ``outputs`` (their backbone features) and the batch's ``labels``.
+
+        What :class:`~hf_sslviews.training.trainer.SSLTrainer` calls after each forward; the
+        trainer knows nothing of features or heads.
+        """
+        self.train_step(training_features(outputs), labels)
+
     def pop_train_sums(self, device: Optional[torch.device] = None) -> torch.Tensor:
         """``[loss x images, correct, images]`` since the last call (zeros if none), then reset.
 
@@ -110,9 +118,6 @@ class OnlineLinearProbe(nn.Module):
         """Top-1 accuracy of the head on ``features`` / ``labels`` (e.g. the kNN monitor's test images)."""
         features = features.to(self.head.weight.device, torch.float32)
         return float((self.head(features).argmax(1) == labels.to(features.device)).float().mean())
-
-
-
 
 
 def add_online_linear_probe(trainer, num_classes: int, learning_rate: float = 1e-3) -> OnlineLinearProbe:
@@ -142,4 +147,6 @@ def add_online_linear_probe(trainer, num_classes: int, learning_rate: float = 1e
     probe = OnlineLinearProbe(trainer.model.backbone.num_features, num_classes, learning_rate, seed=trainer.args.seed)
     trainer.online_probe = probe
     return probe
+
+
 __all__ = ["FEATURE_FIELDS", "OnlineLinearProbe", "add_online_linear_probe", "training_features"]

@@ -6,14 +6,28 @@ classes are registered by :mod:`hf_sslviews.modeling` (loading a checkpoint need
 
 from __future__ import annotations
 
-from ..modeling import PRETRAINING_MODELS
+from ..modeling import MODEL_TYPE_PREFIX, PRETRAINING_MODELS
 from .base import MethodRecipe, Preset
 
 RECIPES: dict[str, MethodRecipe] = {}
 
 
 def register_recipe(recipe: MethodRecipe) -> MethodRecipe:
-    """Add a method: its name, presets and views, for the config and model ``modeling`` registered."""
+    """Add a method: its name, presets and views, for the config and model ``modeling`` registered.
+
+    Refused, naming the fix: a name that is not its config's ``model_type`` without the
+    ``sslviews_`` prefix (checkpoints and exports find their method by that rule), classes other
+    than the ones ``hf_sslviews.modeling`` registered, a method without a card, a name taken.
+    """
+    expected_type = f"{MODEL_TYPE_PREFIX}{recipe.name}"
+    if recipe.config_class.model_type != expected_type:
+        raise ValueError(
+            f"method {recipe.name!r}: {recipe.config_class.__name__}.model_type is {recipe.config_class.model_type!r}; a method "
+            f"named {recipe.name!r} needs model_type {expected_type!r} (rename the method or the model_type)"
+        )
+    if recipe.name in RECIPES:
+        raise ValueError(f"method {recipe.name!r} is registered twice (by {RECIPES[recipe.name].config_class.__module__} and {recipe.config_class.__module__})")
+    recipe.card  # noqa: B018 -- raises, naming the missing model_cards/<name>.md
     registered = PRETRAINING_MODELS.get(recipe.config_class.model_type)
     if registered != (recipe.config_class, recipe.model_class):
         raise ValueError(

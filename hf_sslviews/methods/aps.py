@@ -16,17 +16,7 @@ from ..modeling.aps import APSConfig, APSForPreTraining
 from ..views.aps import APSViewTransform
 from . import register_recipe
 from .base import MethodRecipe, Preset
-from .two_view import FMNIST_BACKBONE, FMNIST_TRAINING, FMNIST_VIEWS, TINY_BACKBONE, TINY_TRAINING
-
-CITATION = """@article{shen2025aps,
-  title={Asymmetric Patch Sampling for Contrastive Learning},
-  author={Shen, Chengchao and Chen, Jianzhong and Wang, Shu and Kuang, Hulin and Liu, Jin and Wang, Jianxin},
-  journal={Pattern Recognition},
-  year={2025},
-  eprint={2306.02854},
-  archivePrefix={arXiv}
-}"""
-
+from .common import FMNIST_BACKBONE, FMNIST_TRAINING, FMNIST_VIEWS, TINY_BACKBONE, TINY_TRAINING
 
 
 def backbone_patch_size(config) -> int:
@@ -116,11 +106,9 @@ def _imagenet_training(learning_rate: float) -> dict[str, Any]:
 register_recipe(
     MethodRecipe(
         name="aps",
-        title="APS (Asymmetric Patch Sampling)",
         config_class=APSConfig,
         model_class=APSForPreTraining,
         build_views=build_aps_views,
-        citation=CITATION,
         presets={
             "aps_tiny": Preset(
                 "CPU default: 4-block ViT-Tiny, 32 px, patch 4 (8x8 grid, 16 of 64 tokens per view), K=4, 5 epochs on the embedded sample (3 minutes on 2 cores).",
@@ -168,4 +156,4 @@ register_recipe(
     )
 )
 
-__all__ = ["APS_VIEWS", "CITATION", "backbone_patch_size", "build_aps_views"]
+__all__ = ["APS_VIEWS", "backbone_patch_size", "build_aps_views"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..model_cards import MethodCard, method_card
 from ..views.base import ViewTransform
 
 
@@ -32,15 +33,14 @@ class MethodRecipe:
 
     Attributes:
         name: the ``--method`` value.
-        title: the method's name as people write it (model cards, logs): ``"MoCo v3"``.
         config_class: the ``<M>Config``.
         model_class: the ``<M>ForPreTraining``.
         build_views: ``(config, image_column, **view_kwargs) -> ViewTransform`` whose output keys
             are the model's ``forward`` arguments.
         presets: preset name -> :class:`Preset`; the first one is the small CPU default.
-        citation: BibTeX of the paper (for model cards).
 
-    The model card's method section is ``model_cards/<name>.md``.
+    Its title, card text and citation are the method's card, ``model_cards/<name>.md``
+    (:func:`hf_sslviews.model_cards.method_card`): one copy, read by the scripts and the cards.
     """
 
     name: str
@@ -48,8 +48,23 @@ class MethodRecipe:
     model_class: type
     build_views: Callable[..., ViewTransform]
     presets: dict[str, Preset]
-    citation: str = ""
-    title: str = ""
+
+    @property
+    def card(self) -> MethodCard:
+        card = method_card(self.name)
+        if card is None:
+            raise ValueError(f"method {self.name!r} has no card: add model_cards/{self.name}.md (title, method text, citation)")
+        return card
+
+    @property
+    def title(self) -> str:
+        """The method's name as people write it (``"MoCo v3"``)."""
+        return self.card.title
+
+    @property
+    def citation(self) -> str:
+        """The paper's BibTeX."""
+        return self.card.citation
 
     @property
     def default_preset(self) -> str:

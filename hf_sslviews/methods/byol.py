@@ -3,23 +3,15 @@
 from ..modeling.byol import BYOLConfig, BYOLForPreTraining
 from . import register_recipe
 from .base import MethodRecipe, Preset
-from .two_view import CIFAR_VIT_SMALL, FMNIST_BACKBONE, FMNIST_TRAINING, FMNIST_VIEWS, TINY_BACKBONE, TINY_TRAINING, TINY_VIEWS, build_two_views
+from .common import CIFAR_VIT_SMALL, FMNIST_BACKBONE, FMNIST_TRAINING, FMNIST_VIEWS, TINY_BACKBONE, TINY_TRAINING, TINY_VIEWS, build_two_views
 
-CITATION = """@inproceedings{grill2020byol,
-  title={Bootstrap Your Own Latent: A New Approach to Self-Supervised Learning},
-  author={Grill, Jean-Bastien and Strub, Florian and Altch{\\'e}, Florent and others},
-  booktitle={NeurIPS},
-  year={2020}
-}"""
 
 register_recipe(
     MethodRecipe(
         name="byol",
-        title="BYOL",
         config_class=BYOLConfig,
         model_class=BYOLForPreTraining,
         build_views=build_two_views,
-        citation=CITATION,
         presets={
             "byol_tiny": Preset(
                 "CPU smoke recipe: 4-block ViT-Tiny, 32 px, small heads, 3 epochs on the embedded sample.",
@@ -28,7 +20,7 @@ register_recipe(
                 training=TINY_TRAINING,
             ),
             "byol_fmnist": Preset(
-                "Reference CPU protocol: 4-block ViT-Tiny/7 on 28 px Fashion-MNIST, grey-image views, 500 steps of batch 256 (benchmark_quality.py --suite cpu).",
+                "Reference CPU protocol: 4-block ViT-Tiny/7 on 28 px Fashion-MNIST, grey-image views, 500 steps of batch 256 (benchmarks/quality.py --suite cpu).",
                 config=dict(**FMNIST_BACKBONE, projector_hidden_dim=512, projector_dim=128, momentum_base=0.99),
                 views=FMNIST_VIEWS,
                 # The predictor at 10x the learning rate: at 1x BYOL sat below the random-init kNN

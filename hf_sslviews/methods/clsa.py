@@ -7,18 +7,7 @@ from ..views.base import ViewTransform
 from ..views.clsa import CLSAViewTransform
 from . import register_recipe
 from .base import MethodRecipe, Preset
-from .two_view import FMNIST_BACKBONE, FMNIST_TRAINING, FMNIST_VIEWS, MOCOV2_IMAGENET_TRAINING, TINY_BACKBONE, TINY_TRAINING
-
-CITATION = """@article{wang2022clsa,
-  title={Contrastive Learning with Stronger Augmentations},
-  author={Wang, Xiao and Qi, Guo-Jun},
-  journal={IEEE Transactions on Pattern Analysis and Machine Intelligence},
-  volume={45},
-  number={5},
-  pages={5549--5560},
-  year={2022},
-  note={arXiv:2104.07713}
-}"""
+from .common import FMNIST_BACKBONE, FMNIST_TRAINING, FMNIST_VIEWS, MOCOV2_IMAGENET_TRAINING, TINY_BACKBONE, TINY_TRAINING
 
 
 def build_clsa_views(config, image_column: str = "image", view_set: str = "single", **view_kwargs) -> ViewTransform:
@@ -35,11 +24,9 @@ IMAGENET_R50 = dict(backbone="resnet50", backbone_kwargs={}, image_size=224, pro
 register_recipe(
     MethodRecipe(
         name="clsa",
-        title="CLSA (Contrastive Learning with Stronger Augmentations)",
         config_class=CLSAConfig,
         model_class=CLSAForPreTraining,
         build_views=build_clsa_views,
-        citation=CITATION,
         presets={
             "clsa_tiny": Preset(
                 "CPU smoke recipe: 4-block ViT-Tiny, key/weak 32 px + strong 16 px (CLSA-Single scaled to 32 px), queue 1024, 3 epochs on the embedded sample.",

@@ -3,23 +3,15 @@
 from ..modeling.mocov3 import MoCoV3Config, MoCoV3ForPreTraining
 from . import register_recipe
 from .base import MethodRecipe, Preset
-from .two_view import CIFAR_VIT_SMALL, FMNIST_BACKBONE, FMNIST_TRAINING, FMNIST_VIEWS, TINY_BACKBONE, TINY_TRAINING, TINY_VIEWS, build_two_views
+from .common import CIFAR_VIT_SMALL, FMNIST_BACKBONE, FMNIST_TRAINING, FMNIST_VIEWS, TINY_BACKBONE, TINY_TRAINING, TINY_VIEWS, build_two_views
 
-CITATION = """@inproceedings{chen2021mocov3,
-  title={An Empirical Study of Training Self-Supervised Vision Transformers},
-  author={Chen, Xinlei and Xie, Saining and He, Kaiming},
-  booktitle={ICCV},
-  year={2021}
-}"""
 
 register_recipe(
     MethodRecipe(
         name="mocov3",
-        title="MoCo v3",
         config_class=MoCoV3Config,
         model_class=MoCoV3ForPreTraining,
         build_views=build_two_views,
-        citation=CITATION,
         presets={
             "mocov3_tiny": Preset(
                 "CPU smoke recipe: 4-block ViT-Tiny, 32 px, small heads, 3 epochs on the embedded sample.",
@@ -28,7 +20,7 @@ register_recipe(
                 training=TINY_TRAINING,
             ),
             "mocov3_fmnist": Preset(
-                "Reference CPU protocol: 4-block ViT-Tiny/7 on 28 px Fashion-MNIST, grey-image views, 500 steps of batch 256 (benchmark_quality.py --suite cpu).",
+                "Reference CPU protocol: 4-block ViT-Tiny/7 on 28 px Fashion-MNIST, grey-image views, 500 steps of batch 256 (benchmarks/quality.py --suite cpu).",
                 config=dict(**FMNIST_BACKBONE, projector_hidden_dim=512, projector_dim=128),
                 views=FMNIST_VIEWS,
                 training=FMNIST_TRAINING,

@@ -6,17 +6,10 @@ from typing import Optional
 
 from ..modeling.mulan import MulanConfig, MulanForPreTraining
 from ..views.base import ViewTransform
-from ..views.multitask import MultiTaskViewTransform
+from ..views.mulan import MultiTaskViewTransform
 from . import register_recipe
 from .base import MethodRecipe, Preset
-from .two_view import CIFAR_VIT_SMALL, FMNIST_BACKBONE, FMNIST_TRAINING, FMNIST_VIEWS, TINY_BACKBONE, TINY_TRAINING
-
-CITATION = """@article{deplaen2026mulan,
-  title={Self-Supervised Learning with a Multi-Task Latent Space Objective},
-  author={De Plaen, Pierre-Fran{\\c{c}}ois and Jha, Abhishek and Van Gool, Luc and Tuytelaars, Tinne and Proesmans, Marc},
-  journal={arXiv preprint arXiv:2602.05845},
-  year={2026}
-}"""
+from .common import CIFAR_VIT_SMALL, FMNIST_BACKBONE, FMNIST_TRAINING, FMNIST_VIEWS, TINY_BACKBONE, TINY_TRAINING
 
 
 def build_mulan_views(
@@ -110,11 +103,9 @@ CIFAR_VIT_SMALL_DP = dict(CIFAR_VIT_SMALL, backbone_kwargs={**CIFAR_VIT_SMALL["b
 register_recipe(
     MethodRecipe(
         name="mulan",
-        title="MULAN (multi-task asymmetric Siamese SSL)",
         config_class=MulanConfig,
         model_class=MulanForPreTraining,
         build_views=build_mulan_views,
-        citation=CITATION,
         presets={
             "mulan_tiny": Preset(
                 "CPU smoke recipe: MULAN-BYOL, 4-block ViT-Tiny, 2 globals at 32 px + 2 locals at 16 px + 1 cutout, small heads, 2 epochs on the embedded sample.",
@@ -178,4 +169,4 @@ register_recipe(
     )
 )
 
-__all__ = ["CITATION", "build_mulan_views"]
+__all__ = ["build_mulan_views"]

@@ -8,14 +8,7 @@ from ..views.base import ViewTransform
 from ..views.multi_view import MultiViewTransform
 from . import register_recipe
 from .base import MethodRecipe, Preset
-from .two_view import FMNIST_BACKBONE, FMNIST_TRAINING, FMNIST_VIEWS, TINY_BACKBONE, TINY_TRAINING
-
-CITATION = """@article{shen2023patchmix,
-  title={Inter-Instance Similarity Modeling for Contrastive Learning},
-  author={Shen, Chengchao and Liu, Dawei and Tang, Hao and Qu, Zhe and Wang, Jianxin},
-  journal={arXiv preprint arXiv:2306.12243},
-  year={2023}
-}"""
+from .common import FMNIST_BACKBONE, FMNIST_TRAINING, FMNIST_VIEWS, TINY_BACKBONE, TINY_TRAINING
 
 
 def build_patchmix_views(
@@ -124,13 +117,11 @@ PRESETS = {
 RECIPE = register_recipe(
     MethodRecipe(
         name="patchmix",
-        title="PatchMix",
         config_class=PatchMixConfig,
         model_class=PatchMixForPreTraining,
         build_views=build_patchmix_views,
         presets=PRESETS,
-        citation=CITATION,
     )
 )
 
-__all__ = ["CITATION", "PRESETS", "RECIPE", "build_patchmix_views"]
+__all__ = ["PRESETS", "RECIPE", "build_patchmix_views"]

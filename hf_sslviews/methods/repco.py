@@ -12,15 +12,7 @@ from ..views import MultiViewTransform, ViewAugmentation
 from ..views.base import ViewTransform
 from . import register_recipe
 from .base import MethodRecipe, Preset
-from .two_view import FMNIST_BACKBONE, FMNIST_TRAINING, FMNIST_VIEWS, MOCOV2_IMAGENET_TRAINING, TINY_BACKBONE, TINY_TRAINING
-
-CITATION = """@article{repco2023,
-  title={RepCo: Replenish sample views with better consistency},
-  journal={Neural Networks},
-  volume={168},
-  year={2023},
-  note={Authors and pages: see the journal record. Reconstructed by hf_sslviews from the abstract; no code or method text is public}
-}"""
+from .common import FMNIST_BACKBONE, FMNIST_TRAINING, FMNIST_VIEWS, MOCOV2_IMAGENET_TRAINING, TINY_BACKBONE, TINY_TRAINING
 
 
 def build_mocov2_views(config, image_column: str = "image", scale: tuple[float, float] = (0.2, 1.0), **view_kwargs) -> ViewTransform:
@@ -48,11 +40,9 @@ R50 = dict(backbone="resnet50", backbone_kwargs={}, image_size=224, projector_hi
 register_recipe(
     MethodRecipe(
         name="repco",
-        title="RepCo (reconstruction)",
         config_class=RepCoConfig,
         model_class=RepCoForPreTraining,
         build_views=build_mocov2_views,
-        citation=CITATION,
         presets={
             "repco_tiny": Preset(
                 "CPU smoke recipe: 4-block ViT-Tiny, 32 px, 4 px patches (8x8 cell grid), small heads, queue 1024, 3 epochs on the embedded sample.",

@@ -3,23 +3,15 @@
 from ..modeling.simsiam import SimSiamConfig, SimSiamForPreTraining
 from . import register_recipe
 from .base import MethodRecipe, Preset
-from .two_view import CIFAR_VIT_SMALL, FMNIST_BACKBONE, FMNIST_TRAINING, FMNIST_VIEWS, TINY_BACKBONE, TINY_TRAINING, TINY_VIEWS, build_two_views
+from .common import CIFAR_VIT_SMALL, FMNIST_BACKBONE, FMNIST_TRAINING, FMNIST_VIEWS, TINY_BACKBONE, TINY_TRAINING, TINY_VIEWS, build_two_views
 
-CITATION = """@inproceedings{chen2021simsiam,
-  title={Exploring Simple Siamese Representation Learning},
-  author={Chen, Xinlei and He, Kaiming},
-  booktitle={CVPR},
-  year={2021}
-}"""
 
 register_recipe(
     MethodRecipe(
         name="simsiam",
-        title="SimSiam",
         config_class=SimSiamConfig,
         model_class=SimSiamForPreTraining,
         build_views=build_two_views,
-        citation=CITATION,
         presets={
             "simsiam_tiny": Preset(
                 "CPU smoke recipe: 4-block ViT-Tiny, 32 px, small heads, 3 epochs on the embedded sample.",
@@ -28,7 +20,7 @@ register_recipe(
                 training=TINY_TRAINING,
             ),
             "simsiam_fmnist": Preset(
-                "Reference CPU protocol: 4-block ViT-Tiny/7 on 28 px Fashion-MNIST, grey-image views, 500 steps of batch 256 (benchmark_quality.py --suite cpu).",
+                "Reference CPU protocol: 4-block ViT-Tiny/7 on 28 px Fashion-MNIST, grey-image views, 500 steps of batch 256 (benchmarks/quality.py --suite cpu).",
                 config=dict(**FMNIST_BACKBONE, projector_dim=256, predictor_hidden_dim=64),
                 views=FMNIST_VIEWS,
                 # As byol_fmnist: a faster predictor (SimSiam's paper keeps its learning rate fixed

@@ -12,14 +12,21 @@ from typing import Optional
 import jinja2
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from ..methods import RECIPES, get_recipe
+from ..model_cards import method_card
+from ..modeling import method_of
 from .run_folder import RunRecord, read_json
 
 
 def method_title(method: str) -> str:
-    """The method's title as its recipe spells it (``"MoCo v3"``), else its ``--method`` name."""
-    recipe = RECIPES.get(method)
-    return recipe.title if recipe is not None and recipe.title else method
+    """The method's title as its card spells it (``"MoCo v3"``), else its ``--method`` name."""
+    card = method_card(method)
+    return card.title if card is not None else method
+
+
+def method_citation(method: str) -> str:
+    """The BibTeX of the method's paper, from its card (empty for a method without one)."""
+    card = method_card(method)
+    return card.citation if card is not None else ""
 
 
 def _get(config, key: str, default=None):
@@ -47,25 +54,17 @@ def architecture_variant(config) -> str:
     return "".join(f"-{part}" for part in parts)
 
 
-def _without_citation(text: str) -> str:
-    """A method card's text without its ``## Citation`` section: the card template has the one citation section."""
-    return re.sub(r"\n## Citation\n.*?(?=\n## |\Z)", "\n", text, flags=re.S).rstrip() + "\n"
-
-
 def method_section(method: str, config=None) -> str:
     """The method's own card text (``model_cards/<method>.md``), rendered with the run's ``config``.
 
     The text is a Jinja template, so sizes a run can change (head widths, patch counts) are
-    written from the config the backbone was trained with, not from the paper's defaults, and
-    what it says of a preset (``presets.aps_tiny.training``) from the preset itself.
+    written from the config the backbone was trained with, not from the paper's defaults. Its
+    citation is left out: the card template has the one citation section.
     """
-    path = resources.files("hf_sslviews.model_cards") / f"{method}.md"
-    if not path.is_file():
+    card = method_card(method)
+    if card is None:
         return ""
-    recipe = RECIPES.get(method)
-    presets = recipe.presets if recipe is not None else {}
-    text = jinja2.Template(path.read_text(), undefined=jinja2.StrictUndefined).render(config=config, presets=presets) if config is not None else path.read_text()
-    return _without_citation(text)
+    return jinja2.Template(card.text, undefined=jinja2.StrictUndefined).render(config=config) if config is not None else card.text
 
 
 def dataset_reference(dataset_name: Optional[str] = None, train_dir: Optional[str] = None) -> tuple[Optional[str], str]:
@@ -107,7 +106,6 @@ def knn_eval_results(knn: Optional[dict], knn_k: int, dataset_id: Optional[str],
 
 def render_model_card(
     model,
-    recipe,
     preset: str,
     repo_id: str,
     dataset: str,
@@ -121,8 +119,8 @@ def render_model_card(
     """Build the card: metadata (library, tags, pipeline tag, datasets, model-index) and body.
 
     Args:
-        model: the ``<M>ForPreTraining`` whose backbone is exported.
-        recipe: its :class:`~hf_sslviews.methods.base.MethodRecipe`.
+        model: the ``<M>ForPreTraining`` whose backbone is exported (its method's card,
+            ``model_cards/<method>.md``, gives the title, the method section and the citation).
         preset: the preset name the run used.
         repo_id: the Hub id the card describes (``org/aps-vit-small``) or a local name.
         dataset: the training data set's readable name (:func:`dataset_reference`'s label).
@@ -135,7 +133,7 @@ def render_model_card(
             "alignment", "uniformity"}``, :mod:`hf_sslviews.evaluation.embedding_quality`), or None.
     """
     config = model.config
-    method = recipe.name
+    method = method_of(config.model_type)
     card_data = ModelCardData(
         library_name="timm",
         license="apache-2.0",
@@ -166,7 +164,7 @@ def render_model_card(
         budget=budget,
         config_json=json.dumps(config.to_diff_dict(), indent=2, default=str),
         method_section=method_section(method, config),
-        citation=recipe.citation,
+        citation=method_citation(method),
     )
 
 
@@ -202,7 +200,7 @@ def retarget_card(card_text: str, repo_id: str) -> str:
 def default_repo_id(config) -> str:
     """``<method>-<backbone><variant>``: the local name ``run_pretrain.py`` uses without ``--hub_model_id``
     (``aps-vit_tiny_patch16_224-depth4-patch4-28px``; see :func:`architecture_variant`)."""
-    return f"{str(_get(config, 'model_type')).removeprefix('sslviews_')}-{_get(config, 'backbone')}{architecture_variant(config)}"
+    return f"{method_of(_get(config, 'model_type'))}-{_get(config, 'backbone')}{architecture_variant(config)}"
 
 
 def read_run_metadata(model_dir: str | os.PathLike) -> dict:
@@ -237,14 +235,13 @@ def render_run_card(model, model_dir: str | os.PathLike, repo_id: str, existing_
         existing_card: a card rendered earlier for this model; its budget line is kept (the output
             folder itself does not record the number of steps).
     """
-    recipe = get_recipe(model.config.model_type.removeprefix("sslviews_"))
     meta = read_run_metadata(model_dir)
     budget = meta["budget"]
     if existing_card:
         match = re.search(r"^- Budget: (.+)$", existing_card, flags=re.MULTILINE)
         budget = match.group(1) if match else budget
     return render_model_card(
-        model, recipe, meta["preset"] or recipe.default_preset, repo_id=repo_id, dataset=meta["dataset"],
+        model, meta["preset"] or "not recorded", repo_id=repo_id, dataset=meta["dataset"],
         budget=budget, knn=meta["knn"], knn_k=meta["knn_k"], dataset_id=meta["dataset_id"], base_model=getattr(model.config, "base_model", None),
         embedding_quality=meta["embedding_quality"],
     )
@@ -254,11 +251,7 @@ def render_run_card(model, model_dir: str | os.PathLike, repo_id: str, existing_
 
 def render_pretraining_card(config: dict, repo_id: str, backbone_repo_id: str, record: RunRecord) -> ModelCard:
     """The card of a full pretraining checkpoint repo: what it is, that it needs ``import hf_sslviews``."""
-    method = str(config["model_type"]).removeprefix("sslviews_")
-    try:
-        citation = get_recipe(method).citation
-    except (KeyError, ValueError):
-        citation = ""
+    method = method_of(config["model_type"])
     meta = {"dataset": "not recorded", "dataset_id": None, "preset": None, "knn": record.knn, "knn_k": record.knn_k}
     if record.arguments:
         meta["dataset_id"], meta["dataset"] = dataset_reference(record.data.get("dataset_name"), record.data.get("train_dir"))
@@ -291,5 +284,5 @@ def render_pretraining_card(config: dict, repo_id: str, backbone_repo_id: str, r
         knn_k=meta["knn_k"],
         dataset=dataset,
         preset=meta["preset"] or "not recorded",
-        citation=citation,
+        citation=method_citation(method),
     )

@@ -19,6 +19,7 @@ from timm.models._hub import save_for_hf
 
 from .. import __version__
 from ..atomic import atomic_directory, claim_folder
+from ..modeling import method_of
 from .cards import card_repo_id, default_repo_id, render_run_card
 from .loading import load_pretraining_model
 from .run_folder import check_not_inside, is_pretraining_folder
@@ -59,7 +60,7 @@ def export_backbone(model, output_dir: str | os.PathLike, model_card: Optional[s
             save_for_hf(timm_model, str(tmp), safe_serialization=True, data_config=data_config)
             config_path = tmp / "config.json"
             exported = _clean_config(json.loads(config_path.read_text()))
-            exported["hf_sslviews"] = {"version": __version__, "method": config.model_type.removeprefix("sslviews_")}
+            exported["hf_sslviews"] = {"version": __version__, "method": method_of(config.model_type)}
             config_path.write_text(json.dumps(exported, indent=2) + "\n")
             if model_card is not None:
                 (tmp / "README.md").write_text(model_card)

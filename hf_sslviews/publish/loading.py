@@ -26,10 +26,9 @@ from typing import Union
 from safetensors import SafetensorError
 from transformers import AutoModelForPreTraining, PretrainedConfig
 
-from ..modeling import PRETRAINING_MODELS
+from ..modeling import MODEL_TYPE_PREFIX, PRETRAINING_MODELS
 from ..safetensors_files import check_safetensors_files
 
-_MODEL_TYPE_PREFIX = "sslviews_"
 _SHOWN = 8  # names listed per kind of problem; the rest are counted
 # Written by other transformers versions into every config.json; not fields of a method.
 _LEGACY_CONFIG_KEYS = {"torch_dtype", "transformers_version", "_attn_implementation_autoset", "use_cache", "tie_word_embeddings"}

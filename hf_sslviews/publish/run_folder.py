@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..atomic import write_text_atomic
+from ..modeling import is_method_model_type
 
 CHECKPOINT_NAME = re.compile(r"checkpoint-\d+")
 
@@ -30,7 +31,7 @@ def is_backbone_folder(path: Path) -> bool:
 
 
 def is_pretraining_folder(path: Path) -> bool:
-    return str(read_json(path / "config.json").get("model_type", "")).startswith("sslviews_")
+    return is_method_model_type(read_json(path / "config.json").get("model_type"))
 
 
 def check_not_inside(staging_dir: Path, output_dir: Path) -> None:

@@ -8,7 +8,7 @@ import re
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 import datasets
 import transformers
@@ -99,18 +99,24 @@ def build_model(recipe, preset, model_args: ModelArguments):
     return model
 
 
+class TrainingData(NamedTuple):
+    """The data of a run: the training split as loaded, with its views (and labels) attached, and the eval split's."""
+
+    split: Any
+    train: Any
+    eval: Any
+    probe_classes: Optional[int]
+
+
+class Monitors(NamedTuple):
+    knn: Any  # KNNMonitorCallback or None
+    quality: Any  # EmbeddingQualityMonitor
+
+
 def run_pretraining(model_args: ModelArguments, data_args: DataArguments, eval_args: EvalArguments, training_args: SSLTrainingArguments, hub_args: Optional[HubArguments] = None) -> dict:
     """Pretrain, save the full model, export the backbone, kNN-evaluate it, push it if asked. Returns the results."""
     hub_args = hub_args or HubArguments()
-    push_to_hub = training_args.push_to_hub
-    if (hub_args.push_pretraining_checkpoint or hub_args.pretraining_hub_model_id) and not push_to_hub:
-        raise ValueError("--push_pretraining_checkpoint / --pretraining_hub_model_id need --push_to_hub --hub_model_id org/name")
-    if push_to_hub and not training_args.hub_model_id:
-        raise ValueError("--push_to_hub needs --hub_model_id org/name: the repo that receives the exported backbone")
-    # The Trainer would push the whole output_dir (heads, checkpoint-* with optimizer states and
-    # pickles) on every save; hf_sslviews.publish.hub.push_run pushes the backbone (and, if asked, the full
-    # model to its own repo) once training is done.
-    training_args.push_to_hub = False
+    push_to_hub = _take_over_hub_upload(training_args, hub_args)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO if training_args.should_log else logging.WARNING)
     transformers.utils.logging.set_verbosity_warning()
     set_seed(training_args.seed)
@@ -124,21 +130,63 @@ def run_pretraining(model_args: ModelArguments, data_args: DataArguments, eval_a
         return {}
     logger.info("%s", describe_run(recipe.name, model_args.preset, model.config, training_args))
 
+    data = _training_data(views, data_args, eval_args, training_args)
+    resume = _claim_output_dir(recipe, model, data_args, training_args)
+    trainer = SSLTrainer(model=model, args=training_args, train_dataset=data.train, eval_dataset=data.eval, data_collator=ViewCollator())
+    monitors = _add_monitors(trainer, data, data_args, eval_args, training_args)
+    logger.info("method %s, preset %s, backbone %s, %d train images", recipe.name, model_args.preset, model.config.backbone, _length(data.train))
+    train_result = trainer.train(resume_from_checkpoint=resume)
+    trainer.log_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_result.metrics)
+
+    # What the monitors took is inside train_runtime; monitor_seconds lets a comparison of training times leave it out.
+    results: dict = {"method": recipe.name, "preset": model_args.preset, "train": {**train_result.metrics, "monitor_seconds": round(monitors_seconds(trainer), 4)}}
+    if monitors.knn is not None:
+        results["knn_monitor"] = monitors.knn.history  # the learning curve: step, train_seconds, knn_top1, knn_top5
+    results["embedding_quality"] = monitors.quality.history  # step, rankme, alignment, uniformity (the last: the final model)
+    # The full pretraining model (heads, target network, queues). Every process calls it (FSDP
+    # gathers the weights collectively); only rank 0 writes.
+    trainer.save_model(training_args.output_dir)
+    if trainer.is_world_process_zero():
+        _export_and_publish(trainer, results, monitors, model_args, data_args, eval_args, training_args, hub_args, push_to_hub)
+    return results
+
+
+def _take_over_hub_upload(training_args: SSLTrainingArguments, hub_args: HubArguments) -> bool:
+    """Whether to push when training is done; the Trainer's own pushing is turned off.
+
+    The Trainer would push the whole output_dir (heads, checkpoint-* with optimizer states) on
+    every save; :func:`~hf_sslviews.publish.hub.push_run` pushes the backbone (and, if asked, the
+    full model to its own repo) once.
+    """
+    if (hub_args.push_pretraining_checkpoint or hub_args.pretraining_hub_model_id) and not training_args.push_to_hub:
+        raise ValueError("--push_pretraining_checkpoint / --pretraining_hub_model_id need --push_to_hub --hub_model_id org/name")
+    if training_args.push_to_hub and not training_args.hub_model_id:
+        raise ValueError("--push_to_hub needs --hub_model_id org/name: the repo that receives the exported backbone")
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
+    return push_to_hub
+
+
+def _training_data(views, data_args: DataArguments, eval_args: EvalArguments, training_args: SSLTrainingArguments) -> TrainingData:
     if data_args.streaming:
         configure_streaming(training_args)  # needs --max_steps; each process reads its own shards
-    train_split = _load_split(data_args, data_args.train_split, data_args.max_train_samples)
-    probe_classes = _probe_classes(train_split, data_args) if eval_args.online_linear_probe else None
-    train_dataset = attach_views(
-        train_split, WithLabels(views, data_args.label_column_name) if probe_classes else views, training_args.max_steps,
+    split = _load_split(data_args, data_args.train_split, data_args.max_train_samples)
+    probe_classes = _probe_classes(split, data_args) if eval_args.online_linear_probe else None
+    train = attach_views(
+        split, WithLabels(views, data_args.label_column_name) if probe_classes else views, training_args.max_steps,
         image_column=data_args.image_column_name, world_size=training_args.world_size, seed=training_args.seed,
     )
-    eval_dataset = None
+    evaluation = None
     if data_args.eval_split:
-        eval_dataset = attach_views(
+        evaluation = attach_views(
             _load_split(data_args, data_args.eval_split, None), views, training_args.max_steps,
             image_column=data_args.image_column_name, world_size=training_args.world_size,
         )
+    return TrainingData(split, train, evaluation, probe_classes)
 
+
+def _claim_output_dir(recipe, model, data_args: DataArguments, training_args: SSLTrainingArguments) -> Optional[str]:
+    """The checkpoint to resume from (checked to be this run's), after the output folder is claimed for this run."""
     resume = training_args.resume_from_checkpoint
     if resume in ("last", "True", "true"):
         # --resume_from_checkpoint last: the newest complete checkpoint in --output_dir.
@@ -155,59 +203,51 @@ def run_pretraining(model_args: ModelArguments, data_args: DataArguments, eval_a
         prepare_output_dir(training_args.output_dir, identity, resume=bool(resume), overwrite=training_args.overwrite_output_dir)
         if not training_args.overwrite_output_dir:
             claim_folder(Path(training_args.output_dir) / "backbone")  # the export at the end would refuse it: say so now, not after training
+    return resume
 
-    trainer = SSLTrainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset, data_collator=ViewCollator())
-    if probe_classes:
-        add_online_linear_probe(trainer, probe_classes, eval_args.online_linear_probe_lr)
-    monitor = None
-    if eval_args.knn_monitor_steps or eval_args.knn_monitor_epoch_end:
-        monitor = _add_knn_monitor(trainer, data_args, eval_args)
-    quality = _add_embedding_quality_monitor(trainer, train_split, data_args, eval_args, training_args)
-    logger.info("method %s, preset %s, backbone %s, %d train images", recipe.name, model_args.preset, model.config.backbone, _length(train_dataset))
-    train_result = trainer.train(resume_from_checkpoint=resume)
-    trainer.log_metrics("train", train_result.metrics)
-    trainer.save_metrics("train", train_result.metrics)
 
-    # What the monitors took is inside train_runtime; monitor_seconds lets a comparison of training times leave it out.
-    results: dict = {"method": recipe.name, "preset": model_args.preset, "train": {**train_result.metrics, "monitor_seconds": round(monitors_seconds(trainer), 4)}}
-    if monitor is not None:
-        results["knn_monitor"] = monitor.history  # the learning curve: step, train_seconds, knn_top1, knn_top5
-    results["embedding_quality"] = quality.history  # step, rankme, alignment, uniformity (the last: the final model)
-    # The full pretraining model (heads, target network, queues). Every process calls it (FSDP
-    # gathers the weights collectively); only rank 0 writes.
-    trainer.save_model(training_args.output_dir)
-    if trainer.is_world_process_zero():
-        output_dir = Path(training_args.output_dir)
-        record = RunRecord(arguments={"model": asdict(model_args), "data": asdict(data_args), "eval": asdict(eval_args)}, results=results)
-        record.write(output_dir)  # now, so a failure in the export or the kNN leaves the run described; again below, complete
-        backbone_dir = export_backbone(trainer.model, output_dir / "backbone", overwrite=training_args.overwrite_output_dir)
-        logger.info("backbone exported to %s", backbone_dir)
-        results["backbone_dir"] = str(backbone_dir)
-        if eval_args.knn_eval:
-            results["knn"] = _knn_report(backbone_dir, data_args, eval_args)
-        dataset_id, dataset_label = dataset_reference(data_args.dataset_name, data_args.train_dir)
-        card = render_model_card(
-            trainer.model, recipe, model_args.preset,
-            repo_id=training_args.hub_model_id or default_repo_id(model.config),
-            dataset=dataset_label, dataset_id=dataset_id,
-            budget=f"{trainer.state.global_step} optimizer steps ({trainer.state.epoch:.2f} epochs) at batch {training_args.per_device_train_batch_size} x {training_args.gradient_accumulation_steps} accumulation x {training_args.world_size} processes",
-            knn=results.get("knn"), knn_k=eval_args.knn_k, base_model=getattr(model.config, "base_model", None),
-            embedding_quality=quality.history[-1] if quality.history else None,
+def _add_monitors(trainer, data: TrainingData, data_args: DataArguments, eval_args: EvalArguments, training_args) -> Monitors:
+    """The callbacks a run adds to its trainer: the online probe, the kNN curve, the label-free measures."""
+    if data.probe_classes:
+        add_online_linear_probe(trainer, data.probe_classes, eval_args.online_linear_probe_lr)
+    knn = _add_knn_monitor(trainer, data_args, eval_args) if eval_args.knn_monitor_steps or eval_args.knn_monitor_epoch_end else None
+    return Monitors(knn, _add_embedding_quality_monitor(trainer, data.split, data_args, eval_args, training_args))
+
+
+def _export_and_publish(trainer, results: dict, monitors: Monitors, model_args, data_args, eval_args, training_args, hub_args, push_to_hub: bool) -> None:
+    """On the main process: the run record, the backbone export, the final kNN, the card, the upload."""
+    model = trainer.model
+    output_dir = Path(training_args.output_dir)
+    record = RunRecord(arguments={"model": asdict(model_args), "data": asdict(data_args), "eval": asdict(eval_args)}, results=results)
+    record.write(output_dir)  # now, so a failure in the export or the kNN leaves the run described; again below, complete
+    backbone_dir = export_backbone(model, output_dir / "backbone", overwrite=training_args.overwrite_output_dir)
+    logger.info("backbone exported to %s", backbone_dir)
+    results["backbone_dir"] = str(backbone_dir)
+    if eval_args.knn_eval:
+        results["knn"] = _knn_report(backbone_dir, data_args, eval_args)
+    dataset_id, dataset_label = dataset_reference(data_args.dataset_name, data_args.train_dir)
+    quality = monitors.quality.history
+    card = render_model_card(
+        model, model_args.preset,
+        repo_id=training_args.hub_model_id or default_repo_id(model.config),
+        dataset=dataset_label, dataset_id=dataset_id,
+        budget=f"{trainer.state.global_step} optimizer steps ({trainer.state.epoch:.2f} epochs) at batch {training_args.per_device_train_batch_size} x {training_args.gradient_accumulation_steps} accumulation x {training_args.world_size} processes",
+        knn=results.get("knn"), knn_k=eval_args.knn_k, base_model=getattr(model.config, "base_model", None),
+        embedding_quality=quality[-1] if quality else None,
+    )
+    write_text_atomic(backbone_dir / "README.md", str(card))
+    record.write(output_dir)
+    if push_to_hub:
+        pushed = push_run(
+            output_dir, training_args.hub_model_id, pretraining_hub_model_id=hub_args.pretraining_hub_model_id,
+            push_pretraining=hub_args.push_pretraining_checkpoint, token=training_args.hub_token,
+            private=training_args.hub_private_repo, revision=training_args.hub_revision, dry_run_dir=hub_args.hub_dry_run_dir,
         )
-        write_text_atomic(backbone_dir / "README.md", str(card))
-        record.write(output_dir)
-        if push_to_hub:
-            pushed = push_run(
-                output_dir, training_args.hub_model_id, pretraining_hub_model_id=hub_args.pretraining_hub_model_id,
-                push_pretraining=hub_args.push_pretraining_checkpoint, token=training_args.hub_token,
-                private=training_args.hub_private_repo, revision=training_args.hub_revision, dry_run_dir=hub_args.hub_dry_run_dir,
-            )
-            results["hub"] = {kind: str(getattr(result, "commit_url", result)) for kind, result in pushed.items()}
-            if hub_args.hub_dry_run_dir:
-                logger.info("dry run, nothing uploaded: what each repo would receive is in %s", results["hub"])
-            else:
-                logger.info("pushed: %s", results["hub"])
-    return results
+        results["hub"] = {kind: str(getattr(result, "commit_url", result)) for kind, result in pushed.items()}
+        if hub_args.hub_dry_run_dir:
+            logger.info("dry run, nothing uploaded: what each repo would receive is in %s", results["hub"])
+        else:
+            logger.info("pushed: %s", results["hub"])
 
 
 def build_views_from_flags(recipe, config, image_column: str, view_kwargs: dict):
@@ -339,7 +379,7 @@ def _knn_report(backbone_dir: Path, data_args: DataArguments, eval_args: EvalArg
     print(format_knn_table(report, eval_args.knn_k, eval_args.knn_temperature))
     if data_args.train_dir is None and data_args.dataset_name in (None, "sample"):
         print("This is a minutes-long smoke run on the embedded sample. The reference protocol (full Fashion-MNIST, every method, "
-              "3 seeds, linear probe, learning curves): python scripts/benchmark_quality.py --suite cpu\n")
+              "3 seeds, linear probe, learning curves): python benchmarks/quality.py --suite cpu\n")
     return report
 
 

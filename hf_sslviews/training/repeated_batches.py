@@ -4,16 +4,16 @@ APS splits every view-1 patch grid into K disjoint chunks and trains one optimiz
 on the same augmented pair, so one data epoch is K times the optimizer steps. Doing this in the
 data loader (rather than in the model or an inner loop) keeps the Trainer's own accounting true:
 ``len(dataloader)`` is K times the batches, so ``max_steps``, the learning-rate schedule,
-logging, checkpoints and resume all count optimizer steps.
+logging, checkpoints and resume all count optimizer steps. A run resumed mid-epoch skips what it
+trained by chunks (:func:`skip_first_batches`, which
+:meth:`~hf_sslviews.training.trainer.SSLTrainer.get_resumed_dataloader` returns).
 """
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any, Iterator
 
-import transformers.trainer as hf_trainer
-from accelerate import skip_first_batches as _accelerate_skip_first_batches
+from accelerate import skip_first_batches as accelerate_skip_first_batches
 
 
 class ChunkRepeatingLoader:
@@ -56,32 +56,20 @@ class ChunkRepeatingLoader:
         per row (``hf_sslviews.data.sources.prepare_for_views``; see ``ViewTransform``).
         """
         whole, partial = divmod(num_batches, self.chunks)
-        inner = _skip_first_batches(self.loader, whole) if whole else self.loader
+        inner = skip_first_batches(self.loader, whole) if whole else self.loader
         return ChunkRepeatingLoader(inner, self.chunks, start_chunk=partial)
 
 
-def _skip_first_batches(dataloader, num_batches: int = 0):
+def skip_first_batches(dataloader, num_batches: int = 0):
+    """``dataloader`` without its first ``num_batches`` batches, as a resumed run needs it.
+
+    A :class:`ChunkRepeatingLoader` skips by chunks (accelerate's function would rebuild a plain
+    loader from it and lose the chunk steps); a wrapper that changes batches but not their count
+    (it defines ``with_loader``) skips inside; any other loader goes to accelerate's
+    ``skip_first_batches``, which is what the stock Trainer uses.
+    """
     if isinstance(dataloader, ChunkRepeatingLoader):
         return dataloader.skip_first_batches(num_batches)
-    if hasattr(dataloader, "with_loader"):  # a wrapper that changes batches, not their count
-        return dataloader.with_loader(_skip_first_batches(dataloader.loader, num_batches))
-    return _accelerate_skip_first_batches(dataloader, num_batches)
-
-
-@contextlib.contextmanager
-def chunk_aware_resume() -> Iterator[None]:
-    """While inside, a Trainer resuming mid-epoch skips a :class:`ChunkRepeatingLoader` by chunks
-    (and skips inside the loader wrappers that define ``with_loader``).
-
-    The Trainer skips the trained part of an epoch through the module-level name
-    ``transformers.trainer.skip_first_batches`` (accelerate's function), which would rebuild a
-    plain loader from ours and lose the chunk steps. :class:`~hf_sslviews.training.trainer.SSLTrainer`
-    enters this around its ``train()`` only: every other loader, and every other Trainer outside
-    that call, gets accelerate's function unchanged, and the name is restored on exit.
-    """
-    original = hf_trainer.skip_first_batches
-    hf_trainer.skip_first_batches = _skip_first_batches
-    try:
-        yield
-    finally:
-        hf_trainer.skip_first_batches = original
+    if hasattr(dataloader, "with_loader"):
+        return dataloader.with_loader(skip_first_batches(dataloader.loader, num_batches))
+    return accelerate_skip_first_batches(dataloader, num_batches)

@@ -23,12 +23,11 @@ from transformers.trainer_utils import get_last_checkpoint
 from ..data.collator import SKIPPED_REASONS_KEY, batch_rows, keep_first_rows
 from ..data.labels import WithLabels
 from ..data.streaming import attached_transform
-from ..evaluation.online_probe import training_features
 from ..views.base import ViewTransform
 from .callbacks import MomentumCallback, ViewEpochCallback, WeightDecayScheduleCallback
 from .checkpoints import save_checkpoint_atomically
 from .device_photometric import DevicePhotometricLoader
-from .repeated_batches import ChunkRepeatingLoader, chunk_aware_resume
+from .repeated_batches import ChunkRepeatingLoader, skip_first_batches
 from .safetensors_state import check_resumable
 from .trainer_state_files import SafetensorsStateMixin
 
@@ -193,6 +192,23 @@ def bad_fraction_exceeds(bad: int, seen: int, limit: float, z: float = _BAD_IMAG
     return lower > limit
 
 
+def resolve_steps_per_batch(flag: Optional[int], view_chunks: Optional[int], model) -> int:
+    """Optimizer steps per loaded batch: ``--steps_per_batch`` if given, else the number of patch chunks
+    the views make (APS: K, one step per chunk, whoever builds the Trainer: the script or a user's own
+    Python), else 1. Checked against what the views and the model can do."""
+    steps = flag if flag is not None else int(view_chunks or 1)
+    if steps < 1:
+        raise ValueError(f"--steps_per_batch must be at least 1 (1 turns the chunk steps off), got {steps}")
+    if steps > 1 and not _takes_chunk_index(model):
+        raise ValueError(
+            f"--steps_per_batch {steps}: {type(model).__name__} trains on whole views and takes no chunk_index, so there "
+            "is one optimizer step per batch; the flag is for methods whose views come in patch chunks (APS). Drop it."
+        )
+    if view_chunks and steps > view_chunks:
+        raise ValueError(f"--steps_per_batch {steps} is more than the {view_chunks} patch chunks the views make; give at most {view_chunks}")
+    return steps
+
+
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite."""
 
@@ -222,28 +238,15 @@ class SSLTrainer(SafetensorsStateMixin, Trainer):
             if self.args.photometric_on_device:
                 if not hasattr(views, "deferred_photometric"):
                     raise ValueError(
-                        f"--photometric_on_device: {type(views).__name__} cannot defer its colour ops (supported: the views of APS, BYOL, "
-                        "MoCo v3, SimSiam, PatchMix, RepCo and MULAN); leave the flag off"
+                        f"--photometric_on_device: {type(views).__name__} cannot defer its colour ops (it has no deferred_photometric); "
+                        "leave the flag off"
                     )
                 views.photometric_on_device = True
                 self._photometric_plan = views.deferred_photometric()
-            # Views that make K patch chunks per image (APS) are trained one optimizer step per
-            # chunk, whoever builds the Trainer: the script or a user's own Python.
-            chunks = getattr(views, "num_chunks", None)
-            if self.args.steps_per_batch is None and chunks:
-                self.args.steps_per_batch = int(chunks)
         if self.args.photometric_on_device and views is None:
             raise ValueError("--photometric_on_device needs a training set with an hf_sslviews view transform (with_transform or attach_views)")
-        if self.args.steps_per_batch is not None and self.args.steps_per_batch < 1:
-            raise ValueError(f"--steps_per_batch must be at least 1 (1 turns the chunk steps off), got {self.args.steps_per_batch}")
-        if (self.args.steps_per_batch or 1) > 1 and not _takes_chunk_index(self.model):
-            raise ValueError(
-                f"--steps_per_batch {self.args.steps_per_batch}: {type(self.model).__name__} trains on whole views and takes no "
-                "chunk_index, so there is one optimizer step per batch; the flag is for methods whose views come in patch "
-                "chunks (APS). Drop it."
-            )
-        if views is not None and getattr(views, "num_chunks", None) and (self.args.steps_per_batch or 1) > views.num_chunks:
-            raise ValueError(f"--steps_per_batch {self.args.steps_per_batch} is more than the {views.num_chunks} patch chunks the views make; give at most {views.num_chunks}")
+        # Optimizer steps per loaded batch: read here once, from the flag or the views' chunk count.
+        self.steps_per_batch = resolve_steps_per_batch(self.args.steps_per_batch, getattr(views, "num_chunks", None), self.model)
         _warn_if_datasets_decodes(self.train_dataset)
         if self.args.weight_decay_end is not None:
             self.add_callback(WeightDecayScheduleCallback(self.args.weight_decay, self.args.weight_decay_end))
@@ -251,7 +254,8 @@ class SSLTrainer(SafetensorsStateMixin, Trainer):
             raise ValueError(f"--optim_recipe must be 'default', 'lars' or 'sgd', got {self.args.optim_recipe!r}")
         self._term_sums: dict[str, torch.Tensor] = {}
         self._term_count = 0
-        # An OnlineLinearProbe (add_online_linear_probe), trained on the labels of WithLabels batches.
+        # An OnlineLinearProbe (hf_sslviews.evaluation.online_probe.add_online_linear_probe) fed the
+        # outputs and labels of WithLabels batches: observe(outputs, labels), pop_train_sums, metrics_from_sums.
         self.online_probe = None
         self._nonfinite = None  # device tensor: number of non-finite losses since the last check
         self._last_finite_step = 0
@@ -269,10 +273,13 @@ class SSLTrainer(SafetensorsStateMixin, Trainer):
         if self._photometric_plan:
             # Inside the repeated-batch loader: APS's K steps reuse one finished batch.
             loader = DevicePhotometricLoader(loader, self._photometric_plan)
-        chunks = self.args.steps_per_batch
-        if chunks is not None and chunks > 1:
-            loader = ChunkRepeatingLoader(loader, chunks)
+        if self.steps_per_batch > 1:
+            loader = ChunkRepeatingLoader(loader, self.steps_per_batch)
         return loader
+
+    def get_resumed_dataloader(self, dataloader, num_batches: int):
+        # APS's chunk loader is skipped by chunks, the device-photometric wrapper inside itself.
+        return skip_first_batches(dataloader, num_batches)
 
     def get_eval_dataloader(self, eval_dataset=None):
         loader = super().get_eval_dataloader(eval_dataset)
@@ -372,7 +379,7 @@ class SSLTrainer(SafetensorsStateMixin, Trainer):
         if model.training:
             self._track(outputs, loss)
             if labels is not None and self.online_probe is not None:
-                self.online_probe.train_step(training_features(outputs), labels)
+                self.online_probe.observe(outputs, labels)
         return (loss, outputs) if return_outputs else loss
 
     def _track(self, outputs, loss: torch.Tensor) -> None:
@@ -443,8 +450,7 @@ class SSLTrainer(SafetensorsStateMixin, Trainer):
         checkpoint = get_last_checkpoint(self.args.output_dir) if resume_from_checkpoint is True else resume_from_checkpoint
         if isinstance(checkpoint, (str, os.PathLike)) and self._plain_state_files():
             check_resumable(checkpoint, self.model)
-        with chunk_aware_resume():
-            result = super().train(resume_from_checkpoint, *args, **kwargs)
+        result = super().train(resume_from_checkpoint, *args, **kwargs)
         self._check_finite()
         if self.images_skipped:
             logger.warning("%d of %d images could not be decoded and were skipped%s", self.images_skipped, self.images_seen, self._reasons_text())

@@ -4,7 +4,7 @@ The stock Trainer pickles ``TrainingArguments`` (``training_args.bin``), the opt
 scheduler states and the RNG state (``torch.save``). :class:`SafetensorsStateMixin` replaces
 those private methods so a run writes safetensors and JSON only, and reads them back on resume;
 sharded optimizers (FSDP, DeepSpeed) keep their own formats. These are the overrides a
-transformers upgrade can break: ``tests/test_transformers_contract.py`` checks that every one
+transformers upgrade can break: ``tests/training/test_transformers_contract.py`` checks that every one
 still exists on ``transformers.Trainer`` with the arguments used here.
 """
 

@@ -6,7 +6,7 @@ from .base import ViewTransform
 from .clsa import CLSA_SETTINGS, CLSAViewTransform
 from .decode import ImageDecodeError, decode_image, to_rgb
 from .multi_view import MultiViewTransform, two_view_transform
-from .multitask import MULTITASK_SETTINGS, MultiTaskViewTransform, apply_cutout, cutout_box
+from .mulan import MULTITASK_SETTINGS, MultiTaskViewTransform, apply_cutout, cutout_box
 from .randaugment import RANDAUGMENT_OPS, RANDAUGMENT_POOLS, OpDraw, RandAugment
 
 __all__ = [

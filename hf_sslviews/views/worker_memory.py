@@ -18,7 +18,7 @@ with the settings below; the hue rotation alone went from 2.3 to 0.4 ms a crop.
 The settings keep freed blocks in the worker's heap for reuse: blocks up to 32 MB (glibc's
 largest mmap threshold on 64-bit) come from the heap, up to 128 MB of free memory is kept at its
 top, and the heap grows by at least 64 MB at a time (address space, not memory, until touched).
-A worker's peak memory stays that of its largest batch (``scripts/benchmark_data.py`` records it).
+A worker's peak memory stays that of its largest batch (``benchmarks/data_loading.py`` records it).
 
 They are applied once per DataLoader worker process, by the view transforms themselves (a
 ``datasets`` transform runs in the worker), never in the main process. They are skipped when

@@ -8,12 +8,12 @@ from typing import Optional
 import torch
 from transformers.utils import ModelOutput
 
-from ..common.attached_ddm import attached_ddm_loss
 from ..common.backbone import TimmBackbone
 from ..common.heads import build_mlp
 from ..common.losses import byol_loss
 from ..common.modeling_common import SSLPreTrainedModel
 from ..common.momentum import frozen_copy
+from ..common.momentum_pair import MomentumPairMixin
 from .configuration_byol import BYOLConfig
 
 
@@ -40,10 +40,16 @@ class BYOLPreTrainedModel(SSLPreTrainedModel):
     config_class = BYOLConfig
 
 
-class BYOLForPreTraining(BYOLPreTrainedModel):
-    """BYOL pretraining model; inputs are the two views of :func:`~hf_sslviews.views.two_view_transform`."""
+class BYOLForPreTraining(MomentumPairMixin, BYOLPreTrainedModel):
+    """BYOL pretraining model; inputs are the two views of :func:`~hf_sslviews.views.two_view_transform`.
 
-    momentum_pairs = (("target_backbone", "backbone"), ("target_projector", "projector"))
+    ``forward(pixel_values_1, pixel_values_2, strong_pixel_values=None)``
+    (:class:`~hf_sslviews.modeling.common.momentum_pair.MomentumPairMixin`) returns a
+    :class:`BYOLPreTrainingOutput`.
+    """
+
+    output_class = BYOLPreTrainingOutput
+    pair_loss_name = "regression_loss"
 
     def __init__(self, config: BYOLConfig):
         super().__init__(config)
@@ -55,33 +61,10 @@ class BYOLForPreTraining(BYOLPreTrainedModel):
         self.target_projector = frozen_copy(self.projector)
         self.post_init()
 
-    def forward(
-        self,
-        pixel_values_1: torch.Tensor,
-        pixel_values_2: torch.Tensor,
-        strong_pixel_values: Optional[torch.Tensor] = None,
-        return_loss: bool = True,
-        return_dict: Optional[bool] = None,
-    ) -> BYOLPreTrainingOutput:
-        """
-        Args:
-            pixel_values_1: ``[B, 3, H, W]`` first views.
-            pixel_values_2: ``[B, 3, H, W]`` second views.
-            strong_pixel_values: ``[B, n, 3, h, w]`` strongly augmented views, used by the DDM
-                term when ``config.ddm_weight > 0``.
-            return_loss: compute the loss (lets the Trainer report ``eval_loss``).
-        """
-        h1, h2 = self.backbone(pixel_values_1), self.backbone(pixel_values_2)
-        p1, p2 = self.predictor(self.projector(h1)), self.predictor(self.projector(h2))
-        if not return_loss:
-            return BYOLPreTrainingOutput(embeddings_1=h1, embeddings_2=h2)
-        with torch.no_grad():
-            z1 = self.target_projector(self.target_backbone(pixel_values_1))
-            z2 = self.target_projector(self.target_backbone(pixel_values_2))
-        regression = byol_loss(p1, z2) + byol_loss(p2, z1)
-        ddm = attached_ddm_loss(self, strong_pixel_values, [p1, p2], [z1, z2])
-        loss = regression if ddm is None else regression + self.config.ddm_weight * ddm
-        return BYOLPreTrainingOutput(loss=loss, regression_loss=regression, ddm_loss=ddm, embeddings_1=h1, embeddings_2=h2)
+    def pair_loss(self, predictions, targets):
+        """Each view's prediction regresses the other view's target: ``L(p1, z2') + L(p2, z1')``."""
+        (p1, p2), (z1, z2) = predictions, targets
+        return byol_loss(p1, z2) + byol_loss(p2, z1)
 
 
 __all__ = ["BYOLForPreTraining", "BYOLPreTrainedModel", "BYOLPreTrainingOutput"]

@@ -8,12 +8,12 @@ from typing import Optional
 import torch
 from transformers.utils import ModelOutput
 
-from ..common.attached_ddm import attached_ddm_loss
 from ..common.backbone import TimmBackbone
 from ..common.heads import build_mlp, mlp_dims
 from ..common.losses import info_nce_loss
 from ..common.modeling_common import SSLPreTrainedModel
 from ..common.momentum import frozen_copy
+from ..common.momentum_pair import MomentumPairMixin
 from .configuration_mocov3 import MoCoV3Config
 
 
@@ -40,13 +40,16 @@ class MoCoV3PreTrainedModel(SSLPreTrainedModel):
     config_class = MoCoV3Config
 
 
-class MoCoV3ForPreTraining(MoCoV3PreTrainedModel):
-    """MoCo v3 pretraining model.
+class MoCoV3ForPreTraining(MomentumPairMixin, MoCoV3PreTrainedModel):
+    """MoCo v3 pretraining model; inputs are the two views of :func:`~hf_sslviews.views.two_view_transform`.
 
-    Inputs are the two views of :func:`~hf_sslviews.views.two_view_transform`.
+    ``forward(pixel_values_1, pixel_values_2, strong_pixel_values=None)``
+    (:class:`~hf_sslviews.modeling.common.momentum_pair.MomentumPairMixin`) returns a
+    :class:`MoCoV3PreTrainingOutput`.
     """
 
-    momentum_pairs = (("target_backbone", "backbone"), ("target_projector", "projector"))
+    output_class = MoCoV3PreTrainingOutput
+    pair_loss_name = "contrastive_loss"
 
     def __init__(self, config: MoCoV3Config):
         super().__init__(config)
@@ -59,36 +62,11 @@ class MoCoV3ForPreTraining(MoCoV3PreTrainedModel):
         self.target_projector = frozen_copy(self.projector)
         self.post_init()
 
-    def forward(
-        self,
-        pixel_values_1: torch.Tensor,
-        pixel_values_2: torch.Tensor,
-        strong_pixel_values: Optional[torch.Tensor] = None,
-        return_loss: bool = True,
-        return_dict: Optional[bool] = None,
-    ) -> MoCoV3PreTrainingOutput:
-        """
-        Args:
-            pixel_values_1: ``[B, 3, H, W]`` first views.
-            pixel_values_2: ``[B, 3, H, W]`` second views.
-            strong_pixel_values: ``[B, n, 3, h, w]`` strongly augmented views, used by the DDM
-                term when ``config.ddm_weight > 0``.
-            return_loss: compute the loss (lets the Trainer report ``eval_loss``).
-        """
-        h1, h2 = self.backbone(pixel_values_1), self.backbone(pixel_values_2)
-        q1, q2 = self.predictor(self.projector(h1)), self.predictor(self.projector(h2))
-        if not return_loss:
-            return MoCoV3PreTrainingOutput(embeddings_1=h1, embeddings_2=h2)
-        with torch.no_grad():
-            k1 = self.target_projector(self.target_backbone(pixel_values_1))
-            k2 = self.target_projector(self.target_backbone(pixel_values_2))
-        config = self.config
-        tau, gather = config.loss_temperature, config.gather_distributed
-        # Symmetric InfoNCE, each scaled by 2*tau (moco/builder.py).
-        contrastive = info_nce_loss(q1, k2, tau, True, gather) + info_nce_loss(q2, k1, tau, True, gather)
-        ddm = attached_ddm_loss(self, strong_pixel_values, [q1, q2], [k1, k2])
-        loss = contrastive if ddm is None else contrastive + config.ddm_weight * ddm
-        return MoCoV3PreTrainingOutput(loss=loss, contrastive_loss=contrastive, ddm_loss=ddm, embeddings_1=h1, embeddings_2=h2)
+    def pair_loss(self, predictions, targets):
+        """Symmetric InfoNCE of the queries against the other view's momentum keys, each scaled by 2*tau (moco/builder.py)."""
+        (q1, q2), (k1, k2) = predictions, targets
+        tau, gather = self.config.loss_temperature, self.config.gather_distributed
+        return info_nce_loss(q1, k2, tau, True, gather) + info_nce_loss(q2, k1, tau, True, gather)
 
 
 __all__ = ["MoCoV3ForPreTraining", "MoCoV3PreTrainedModel", "MoCoV3PreTrainingOutput"]

@@ -130,7 +130,7 @@ class MulanPreTrainedModel(SSLPreTrainedModel):
 
 class MulanForPreTraining(MulanPreTrainedModel):
     """MULAN pretraining model; inputs are the views of
-    :class:`~hf_sslviews.views.multitask.MultiTaskViewTransform`.
+    :class:`~hf_sslviews.views.mulan.MultiTaskViewTransform`.
 
     Modules: ``backbone`` + ``projector`` (online), ``predictors`` (``nn.ModuleDict`` with keys
     ``"global"``, ``"local"``, ``"cutout"``, or a single ``"shared"`` one when
