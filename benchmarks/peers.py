@@ -208,17 +208,10 @@ def bench_data(args) -> list[dict]:
 
 
 def ours_model(method: str, backbone: str, size: int):
-    import hf_sslviews
-    from hf_sslviews.modeling.byol import BYOLConfig, BYOLForPreTraining
-    from hf_sslviews.modeling.mocov3 import MoCoV3Config, MoCoV3ForPreTraining
-    from hf_sslviews.modeling.mulan import MulanConfig, MulanForPreTraining
-    from hf_sslviews.modeling.simsiam import SimSiamConfig, SimSiamForPreTraining
+    from hf_sslviews.methods import get_recipe
 
-    del hf_sslviews
-    classes = {"byol": (BYOLConfig, BYOLForPreTraining), "mocov3": (MoCoV3Config, MoCoV3ForPreTraining),
-               "simsiam": (SimSiamConfig, SimSiamForPreTraining), "mulan": (MulanConfig, MulanForPreTraining)}
-    config_class, model_class = classes[method]
-    return model_class(config_class(**BACKBONES[backbone], image_size=size, **HEADS[method]))
+    recipe = get_recipe(method)
+    return recipe.model_class(recipe.config_class(**BACKBONES[backbone], image_size=size, **HEADS[method]))
 
 
 def _timm_backbone(spec: dict):

@@ -24,11 +24,12 @@ from typing import Optional
 
 from transformers import AutoModelForImageClassification, Trainer, TrainingArguments, set_seed
 
+from hf_sslviews.atomic import claim_results_file, claim_run_folder, write_text_atomic
 from hf_sslviews.evaluation.features import eval_transform_for
 from hf_sslviews.evaluation.finetune import (
+    TRAIN_AUGMENTATIONS,
     ClassificationCollator,
     ClassificationTransform,
-    TRAIN_AUGMENTATIONS,
     build_mixup,
     class_labels,
     compute_classification_metrics,
@@ -37,7 +38,6 @@ from hf_sslviews.evaluation.finetune import (
     soft_target_cross_entropy,
     train_transform_for,
 )
-from hf_sslviews.atomic import claim_results_file, claim_run_folder, write_text_atomic
 from hf_sslviews.runs.arguments import DataSourceArguments, parse_flags_or_json
 from hf_sslviews.runs.evaluate import load_labelled_splits
 from hf_sslviews.safetensors_files import check_safetensors_files

@@ -159,7 +159,6 @@ def load_class_folders(root: str | os.PathLike, scan: FolderScan, split: str = "
     ``load_dataset`` does (``"train[:80%]"``, ``"train[100:]"``).
     """
     import datasets
-
     from datasets.arrow_reader import ReadInstruction
 
     if not scan.paths:

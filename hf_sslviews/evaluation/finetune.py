@@ -21,17 +21,16 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Mapping, Optional, Sequence
-
 import math
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import timm.data
 import torch
 import torch.nn.functional as F
-from torchvision.transforms import InterpolationMode, v2
 from timm.data import auto_augment as timm_auto_augment
 from timm.data.mixup import Mixup, mixup_target
+from torchvision.transforms import InterpolationMode, v2
 
 from ..data.labels import check_label_column, class_index
 from ..views.decode import ImageDecodeError, decode_image

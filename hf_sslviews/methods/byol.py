@@ -3,7 +3,9 @@
 from ..modeling.byol import BYOLConfig, BYOLForPreTraining
 from . import register_recipe
 from .base import MethodRecipe, Preset
-from .common import CIFAR_VIT_SMALL, FMNIST_BACKBONE, FMNIST_TRAINING, FMNIST_VIEWS, TINY_BACKBONE, TINY_TRAINING, TINY_VIEWS, build_two_views
+from .common import CIFAR_VIT_SMALL, FMNIST_TRAINING, TINY_BACKBONE, TINY_TRAINING, TINY_VIEWS, build_two_views, pair_presets
+
+HEADS = dict(projector_hidden_dim=512, projector_dim=128, momentum_base=0.99)
 
 
 register_recipe(
@@ -13,24 +15,13 @@ register_recipe(
         model_class=BYOLForPreTraining,
         build_views=build_two_views,
         presets={
-            "byol_tiny": Preset(
-                "CPU smoke recipe: 4-block ViT-Tiny, 32 px, small heads, 3 epochs on the embedded sample.",
-                config=dict(**TINY_BACKBONE, projector_hidden_dim=512, projector_dim=128, momentum_base=0.99),
-                views=TINY_VIEWS,
-                training=TINY_TRAINING,
-            ),
-            "byol_fmnist": Preset(
-                "Reference CPU protocol: 4-block ViT-Tiny/7 on 28 px Fashion-MNIST, grey-image views, 500 steps of batch 256 (benchmarks/quality.py --suite cpu).",
-                config=dict(**FMNIST_BACKBONE, projector_hidden_dim=512, projector_dim=128, momentum_base=0.99),
-                views=FMNIST_VIEWS,
-                # The predictor at 10x the learning rate: at 1x BYOL sat below the random-init kNN
-                # for the first 150 steps (57% vs 62% on train[50000:]), at 10x it passed it by
-                # step 200 and kept rising (README, quality protocol).
-                training=dict(FMNIST_TRAINING, predictor_lr_multiplier=10.0),
-            ),
+            # The predictor at 10x the learning rate in byol_fmnist: at 1x BYOL sat below the
+            # random-init kNN for the first 150 steps (57% vs 62% on train[50000:]), at 10x it passed
+            # it by step 200 and kept rising (README, quality protocol).
+            **pair_presets("byol", HEADS, dict(FMNIST_TRAINING, predictor_lr_multiplier=10.0)),
             "byol_ddm_tiny": Preset(
                 "byol_tiny plus CLSA's DDM term on one strong (RandAugment) 16 px view per image, weight 1 (CLSA section 5: DDM helps BYOL).",
-                config=dict(**TINY_BACKBONE, projector_hidden_dim=512, projector_dim=128, momentum_base=0.99, ddm_weight=1.0),
+                config=dict(**TINY_BACKBONE, **HEADS, ddm_weight=1.0),
                 views=dict(TINY_VIEWS, num_strong_views=1, strong_size=16),
                 training=TINY_TRAINING,
             ),

@@ -7,6 +7,7 @@ from typing import Optional
 from ..views import VIEW_SETTINGS, MultiViewTransform, RandAugment, two_view_transform
 from ..views.base import ViewTransform
 from ..views.clsa import StrongViewAugmentation
+from .base import Preset
 
 
 def build_two_views(
@@ -96,6 +97,27 @@ FMNIST_TRAINING = dict(
     # RepCo (gradient norms ~1-5) and only in the first steps for SimSiam, BYOL and MoCo v3.
     max_grad_norm=1.0,
 )
+
+
+
+def pair_presets(method: str, heads: dict, fmnist_training: Optional[dict] = None) -> dict[str, Preset]:
+    """A two-view baseline's ``<method>_tiny`` (CPU smoke) and ``<method>_fmnist`` (reference CPU
+    protocol) presets: the shared backbone, views and training of each, with the method's heads."""
+    return {
+        f"{method}_tiny": Preset(
+            "CPU smoke recipe: 4-block ViT-Tiny, 32 px, small heads, 3 epochs on the embedded sample.",
+            config=dict(**TINY_BACKBONE, **heads),
+            views=TINY_VIEWS,
+            training=TINY_TRAINING,
+        ),
+        f"{method}_fmnist": Preset(
+            "Reference CPU protocol: 4-block ViT-Tiny/7 on 28 px Fashion-MNIST, grey-image views, 500 steps of batch 256 (benchmarks/quality.py --suite cpu).",
+            config=dict(**FMNIST_BACKBONE, **heads),
+            views=FMNIST_VIEWS,
+            training=fmnist_training or FMNIST_TRAINING,
+        ),
+    }
+
 
 # CIFAR ViT-Small recipes (32 px, patch 4): the solo-learn / MoCo v3 small-image settings.
 CIFAR_VIT_SMALL = dict(backbone="vit_small_patch16_224", backbone_kwargs={"img_size": 32, "patch_size": 4}, image_size=32, image_mean=[0.4914, 0.4822, 0.4465], image_std=[0.247, 0.243, 0.261])

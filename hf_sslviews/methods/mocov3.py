@@ -3,7 +3,9 @@
 from ..modeling.mocov3 import MoCoV3Config, MoCoV3ForPreTraining
 from . import register_recipe
 from .base import MethodRecipe, Preset
-from .common import CIFAR_VIT_SMALL, FMNIST_BACKBONE, FMNIST_TRAINING, FMNIST_VIEWS, TINY_BACKBONE, TINY_TRAINING, TINY_VIEWS, build_two_views
+from .common import CIFAR_VIT_SMALL, FMNIST_BACKBONE, FMNIST_TRAINING, FMNIST_VIEWS, TINY_BACKBONE, TINY_TRAINING, TINY_VIEWS, build_two_views, pair_presets
+
+HEADS = dict(projector_hidden_dim=512, projector_dim=128)
 
 
 register_recipe(
@@ -13,27 +15,16 @@ register_recipe(
         model_class=MoCoV3ForPreTraining,
         build_views=build_two_views,
         presets={
-            "mocov3_tiny": Preset(
-                "CPU smoke recipe: 4-block ViT-Tiny, 32 px, small heads, 3 epochs on the embedded sample.",
-                config=dict(**TINY_BACKBONE, projector_hidden_dim=512, projector_dim=128),
-                views=TINY_VIEWS,
-                training=TINY_TRAINING,
-            ),
-            "mocov3_fmnist": Preset(
-                "Reference CPU protocol: 4-block ViT-Tiny/7 on 28 px Fashion-MNIST, grey-image views, 500 steps of batch 256 (benchmarks/quality.py --suite cpu).",
-                config=dict(**FMNIST_BACKBONE, projector_hidden_dim=512, projector_dim=128),
-                views=FMNIST_VIEWS,
-                training=FMNIST_TRAINING,
-            ),
+            **pair_presets("mocov3", HEADS),
             "mocov3_ddm_fmnist": Preset(
                 "mocov3_fmnist plus CLSA's DDM term on one strong (RandAugment) 14 px view per image, weight 1.",
-                config=dict(**FMNIST_BACKBONE, projector_hidden_dim=512, projector_dim=128, ddm_weight=1.0),
+                config=dict(**FMNIST_BACKBONE, **HEADS, ddm_weight=1.0),
                 views=dict(FMNIST_VIEWS, num_strong_views=1, strong_size=14, strong_scale=(0.15, 0.5)),
                 training=FMNIST_TRAINING,
             ),
             "mocov3_ddm_tiny": Preset(
                 "mocov3_tiny plus CLSA's DDM term on one strong (RandAugment) 16 px view per image, weight 1 (CLSA section 5: DDM helps MoCo).",
-                config=dict(**TINY_BACKBONE, projector_hidden_dim=512, projector_dim=128, ddm_weight=1.0),
+                config=dict(**TINY_BACKBONE, **HEADS, ddm_weight=1.0),
                 views=dict(TINY_VIEWS, num_strong_views=1, strong_size=16),
                 training=TINY_TRAINING,
             ),

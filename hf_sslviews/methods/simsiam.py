@@ -3,8 +3,7 @@
 from ..modeling.simsiam import SimSiamConfig, SimSiamForPreTraining
 from . import register_recipe
 from .base import MethodRecipe, Preset
-from .common import CIFAR_VIT_SMALL, FMNIST_BACKBONE, FMNIST_TRAINING, FMNIST_VIEWS, TINY_BACKBONE, TINY_TRAINING, TINY_VIEWS, build_two_views
-
+from .common import CIFAR_VIT_SMALL, FMNIST_TRAINING, build_two_views, pair_presets
 
 register_recipe(
     MethodRecipe(
@@ -13,20 +12,9 @@ register_recipe(
         model_class=SimSiamForPreTraining,
         build_views=build_two_views,
         presets={
-            "simsiam_tiny": Preset(
-                "CPU smoke recipe: 4-block ViT-Tiny, 32 px, small heads, 3 epochs on the embedded sample.",
-                config=dict(**TINY_BACKBONE, projector_dim=256, predictor_hidden_dim=64),
-                views=TINY_VIEWS,
-                training=TINY_TRAINING,
-            ),
-            "simsiam_fmnist": Preset(
-                "Reference CPU protocol: 4-block ViT-Tiny/7 on 28 px Fashion-MNIST, grey-image views, 500 steps of batch 256 (benchmarks/quality.py --suite cpu).",
-                config=dict(**FMNIST_BACKBONE, projector_dim=256, predictor_hidden_dim=64),
-                views=FMNIST_VIEWS,
-                # As byol_fmnist: a faster predictor (SimSiam's paper keeps its learning rate fixed
-                # while the rest decays, for the same reason).
-                training=dict(FMNIST_TRAINING, predictor_lr_multiplier=10.0),
-            ),
+            # As byol_fmnist: a faster predictor (SimSiam's paper keeps its learning rate fixed
+            # while the rest decays, for the same reason).
+            **pair_presets("simsiam", dict(projector_dim=256, predictor_hidden_dim=64), dict(FMNIST_TRAINING, predictor_lr_multiplier=10.0)),
             "simsiam_cifar_vit_small": Preset(
                 "SimSiam ViT-Small/4 on 32 px images, CIFAR recipe of the paper (2-layer projector, 2048-d): AdamW lr 5e-4*bs/256, 800 epochs.",
                 config=dict(**CIFAR_VIT_SMALL, projector_num_layers=2),

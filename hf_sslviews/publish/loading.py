@@ -26,7 +26,7 @@ from typing import Union
 from safetensors import SafetensorError
 from transformers import AutoModelForPreTraining, PretrainedConfig
 
-from ..modeling import MODEL_TYPE_PREFIX, PRETRAINING_MODELS
+from ..modeling import PRETRAINING_MODELS
 from ..safetensors_files import check_safetensors_files
 
 _SHOWN = 8  # names listed per kind of problem; the rest are counted

@@ -5,8 +5,8 @@ from .augment import VIEW_SETTINGS, CropBox, ViewAugmentation, sample_crop_box
 from .base import ViewTransform
 from .clsa import CLSA_SETTINGS, CLSAViewTransform
 from .decode import ImageDecodeError, decode_image, to_rgb
-from .multi_view import MultiViewTransform, two_view_transform
 from .mulan import MULTITASK_SETTINGS, MultiTaskViewTransform, apply_cutout, cutout_box
+from .multi_view import MultiViewTransform, two_view_transform
 from .randaugment import RANDAUGMENT_OPS, RANDAUGMENT_POOLS, OpDraw, RandAugment
 
 __all__ = [

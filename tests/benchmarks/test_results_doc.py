@@ -11,7 +11,7 @@ render = load_benchmark("render_results")
 
 def test_results_doc_and_readme_table__match_the_recorded_runs():
     report = render.load()
-    assert render.RESULTS_DOC.read_text() == render.results_doc(report), "docs/results.md is stale: run python benchmarks/render_results.py"
+    assert render.RESULTS_DOC.read_text() == render.results_doc(report, render.load_collapse()), "docs/results.md is stale: run python benchmarks/render_results.py"
     readme = render.README.read_text()
     assert readme == render.readme_with_table(readme, render.readme_table(report)), "the README's results table is stale: run python benchmarks/render_results.py"
 
@@ -47,3 +47,10 @@ def test_readme_methods_table__lists_every_registered_preset_and_no_other():
     assert presets <= named, f"presets missing from the README's methods table: {sorted(presets - named)}"
     looks_like_a_preset = {name for name in named if name.split("_")[0] in RECIPES and name not in RECIPES}
     assert looks_like_a_preset <= presets, f"the table names presets that do not exist: {sorted(looks_like_a_preset - presets)}"
+
+
+def test_collapse_section__one_row_per_run_and_stage():
+    stages = {"backbone": {"dim": 192, "rankme": 2.6, "normalised_std": 0.0064, "spread_std": 0.0722, "top_direction_share": 0.615}}
+    text = render.collapse_section({"results": [{"run": "aps_p4_seed1", "stages": stages}]})
+    assert "| aps_p4_seed1 | backbone | 192 | 2.60 | 0.0064 (0.0722) | 61.5% |" in text
+    assert render.collapse_section(None).startswith("Not measured")

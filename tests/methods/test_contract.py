@@ -198,8 +198,8 @@ def missing_parts(name: str) -> list[str]:
         f"a card, model_cards/{name}.md, with a title and a citation": lambda: method_card(name) is not None,
         f"a first (default) preset {name}_tiny, the CPU smoke recipe": lambda: presets[:1] == [f"{name}_tiny"],
         f"a preset {name}_fmnist, its arm of the quality benchmark": lambda: f"{name}_fmnist" in presets,
-        f"an exact-resume case in tests/training/test_exact_resume.py CASES": lambda: name in test_exact_resume.CASES,
-        f"a two-process equality case in tests/training/distributed_workers.py": lambda: name in distributed_workers.COVERED_METHODS,
+        "an exact-resume case in tests/training/test_exact_resume.py CASES": lambda: name in test_exact_resume.CASES,
+        "a two-process equality case in tests/training/distributed_workers.py": lambda: name in distributed_workers.COVERED_METHODS,
         "an arm in both suites of benchmarks/quality.py": lambda: all(name in suite.arms for suite in quality.SUITES.values()),
     }
     return [part for part, present in checks.items() if not present()]

@@ -256,8 +256,8 @@ def _tampered(folder, header_length=None, rename=None):
 def test_a_damaged_safetensors_file_is_named_by_every_loader(tmp_path, tamper, reason):
     # It was a bare SafetensorError from inside from_pretrained, naming no file.
     from hf_sslviews.evaluation.features import load_backbone
-    from hf_sslviews.publish.loading import load_pretraining_model
     from hf_sslviews.modeling.mocov3 import MoCoV3Config, MoCoV3ForPreTraining
+    from hf_sslviews.publish.loading import load_pretraining_model
 
     from ..helpers import export_tiny_backbone
 

@@ -63,27 +63,3 @@ def test_readme__every_script_and_flag_it_names_exists():
     unknown = [(script, flag) for script, flags in commands for flag in flags if not re.search(rf"(?<![\w-]){flag}\b", helps[script])]
     assert not unknown, f"flags the README gives that the scripts do not take: {unknown}"
 
-
-def _expand_braces(name: str) -> list[str]:
-    """``aps_cifar_vit_{tiny,small}`` -> ``[aps_cifar_vit_tiny, aps_cifar_vit_small]``."""
-    match = re.search(r"\{([^}]*)\}", name)
-    if not match:
-        return [name]
-    return [expanded for part in match.group(1).split(",") for expanded in _expand_braces(name[: match.start()] + part + name[match.end():])]
-
-
-def test_readme__the_methods_table_has_every_registered_method_and_preset():
-    from hf_sslviews.methods import RECIPES
-
-    text = (REPO / "README.md").read_text()
-    table = text[text.index("| `--method` | paper | views | objective | presets |"):].split("\n\n", 1)[0]
-    rows = {match.group(1): match.group(0) for match in re.finditer(r"^\| `(\w+)` \|.*\|$", table, flags=re.M)}
-    assert set(RECIPES) <= set(rows), f"registered methods without a row in the README's methods table: {sorted(set(RECIPES) - set(rows))}"
-    for name, recipe in RECIPES.items():
-        presets_cell = rows[name].rstrip("|").rsplit("|", 1)[1]
-        listed = {expanded for raw in re.findall(r"`([\w{},]+)`", presets_cell) for expanded in _expand_braces(raw)}
-        assert listed == set(recipe.presets), f"{name}: the README lists presets {sorted(listed ^ set(recipe.presets))} that differ from the registry"
-
-
-def test_readme__brace_expansion_reads_the_table_as_written():
-    assert _expand_braces("mulan_{byol,mocov3}_cifar_{a,b}") == ["mulan_byol_cifar_a", "mulan_byol_cifar_b", "mulan_mocov3_cifar_a", "mulan_mocov3_cifar_b"]

@@ -125,6 +125,6 @@ def test_claim_folder__what_may_be_replaced(tmp_path):
         claim_folder(tmp_path / "file")
     # A failing write into a foreign folder never starts: nothing is created next to it.
     with pytest.raises(ForeignFolderError):
-        with atomic_directory(dry_run) as tmp:
+        with atomic_directory(dry_run):
             raise AssertionError("not reached")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["dry", "export", "file"]
