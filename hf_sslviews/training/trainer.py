@@ -238,8 +238,8 @@ class SSLTrainer(SafetensorsStateMixin, Trainer):
             if self.args.photometric_on_device:
                 if not hasattr(views, "deferred_photometric"):
                     raise ValueError(
-                        f"--photometric_on_device: {type(views).__name__} cannot defer its colour ops (it has no deferred_photometric); "
-                        "leave the flag off"
+                        f"--photometric_on_device: {type(views).__name__} cannot defer its colour ops (it has no deferred_photometric: views "
+                        "that interleave them with RandAugment, as CLSA's strong views do, cannot); leave the flag off"
                     )
                 views.photometric_on_device = True
                 self._photometric_plan = views.deferred_photometric()
@@ -247,6 +247,12 @@ class SSLTrainer(SafetensorsStateMixin, Trainer):
             raise ValueError("--photometric_on_device needs a training set with an hf_sslviews view transform (with_transform or attach_views)")
         # Optimizer steps per loaded batch: read here once, from the flag or the views' chunk count.
         self.steps_per_batch = resolve_steps_per_batch(self.args.steps_per_batch, getattr(views, "num_chunks", None), self.model)
+        if self.steps_per_batch > 1 and "get_resumed_dataloader" not in vars(Trainer):
+            # Without the hook a resumed run would skip loaded batches, not chunks: refuse rather than resume wrongly.
+            raise RuntimeError(
+                f"{self.steps_per_batch} optimizer steps per batch resume through Trainer.get_resumed_dataloader, which this "
+                "transformers version does not have; upgrade it (pip install -U transformers)"
+            )
         _warn_if_datasets_decodes(self.train_dataset)
         if self.args.weight_decay_end is not None:
             self.add_callback(WeightDecayScheduleCallback(self.args.weight_decay, self.args.weight_decay_end))

@@ -348,3 +348,17 @@ def test_trainer_from_python__aps_views_train_every_chunk_without_any_flag(tiny_
         SSLTrainer(model=model, args=SSLTrainingArguments(**{**args.to_dict(), "steps_per_batch": 10}), train_dataset=train, data_collator=ViewCollator())
     with pytest.raises(ValueError, match="at least 1"):
         SSLTrainer(model=model, args=SSLTrainingArguments(**{**args.to_dict(), "steps_per_batch": 0}), train_dataset=train, data_collator=ViewCollator())
+
+
+def test_trainer__chunk_steps_need_the_trainer_resume_hook(tiny_vit_kwargs, tmp_path, monkeypatch):
+    # Without Trainer.get_resumed_dataloader a resumed APS run would skip batches, not chunks.
+    import transformers
+
+    from hf_sslviews.training.trainer import SSLTrainer, SSLTrainingArguments
+    from hf_sslviews.views.aps import APSViewTransform
+
+    monkeypatch.delattr(transformers.Trainer, "get_resumed_dataloader")
+    train = random_image_dataset(8).with_transform(APSViewTransform(size=32, patch_size=8, ratio=0.25, num_chunks=4))
+    args = SSLTrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=1, report_to="none", use_cpu=True)
+    with pytest.raises(RuntimeError, match="get_resumed_dataloader"):
+        SSLTrainer(model=make(tiny_vit_kwargs), args=args, train_dataset=train, data_collator=ViewCollator())
