@@ -34,7 +34,7 @@ class MethodCard:
     citation: str
 
 
-def card_path(name: str):
+def _card_path(name: str):
     """The ``importlib.resources`` path of ``model_cards/<name>.md``."""
     return resources.files(__name__) / f"{name}.md"
 
@@ -58,8 +58,8 @@ def parse_method_card(source: str, name: str = "card") -> MethodCard:
 @lru_cache(maxsize=None)
 def method_card(name: str) -> Optional[MethodCard]:
     """The card of method ``name``, or None when the package ships none."""
-    path = card_path(name)
+    path = _card_path(name)
     return parse_method_card(path.read_text(), name) if path.is_file() else None
 
 
-__all__ = ["MethodCard", "card_path", "method_card", "parse_method_card"]
+__all__ = ["MethodCard", "method_card", "parse_method_card"]

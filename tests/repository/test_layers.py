@@ -34,7 +34,7 @@ PARTS = set(ALLOWED) | FOUNDATION
 
 
 def _module_name(path: Path) -> list[str]:
-    """The dotted name as a list; a package's ``__init__`` is named as its package's module."""
+    """The dotted name as a list, ``__init__`` kept last (relative imports resolve from its package)."""
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
     if parts[0] in ("modeling", "model_cards"):
         parts = ["hf_sslviews"] + parts  # installed as hf_sslviews.modeling / hf_sslviews.model_cards
